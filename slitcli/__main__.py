@@ -1,0 +1,3 @@
+from slitcli.cli import main
+
+main()

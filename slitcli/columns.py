@@ -1,0 +1,25 @@
+"""Units and descriptions of catalogue columns, from ``slitcli/data/columns.yaml``."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import yaml
+
+__all__ = ["column_unit", "column_description"]
+
+
+@functools.lru_cache(maxsize=1)
+def _columns() -> dict:
+    return yaml.safe_load((resources.files("slitcli") / "data" / "columns.yaml").read_text())
+
+
+def column_unit(name: str) -> str:
+    """Astropy unit string of column `name` ('' when dimensionless)."""
+    return _columns()[name]["unit"]
+
+
+def column_description(name: str) -> str:
+    """One-line description of column `name`."""
+    return _columns()[name]["description"]

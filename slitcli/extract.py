@@ -1,0 +1,51 @@
+"""1D extraction of slitless cutouts and the paper's SNR.
+
+`extract_optimal` is Horne's (1986, PASP 98, 609) optimal extraction with a given
+spatial profile; `snr_mean` is the paper's SNR: the mean over the spectrum's
+columns of flux/err, with masked columns, negative fluxes and unusable errors
+counting as zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["extract_optimal", "snr_mean"]
+
+
+def extract_optimal(
+    sci: np.ndarray, err: np.ndarray, dq: np.ndarray, profile: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal extraction along the cross-dispersion axis.
+
+    Parameters
+    ----------
+    sci, err : array [ny, nx]
+        Background-subtracted image and its 1-sigma error (same unit, e.g. e-/s).
+    dq : array [ny, nx]
+        Data-quality flags; pixels with any bit set are ignored.
+    profile : array [ny, nx]
+        Spatial profile, non-negative; normalised here to unit sum in each column.
+
+    Returns
+    -------
+    flux, flux_err : array [nx]
+        Extracted flux per column and its 1-sigma error (unit of `sci` summed over
+        rows); `flux_err` is inf where a column has no usable pixel.
+    """
+    p = np.clip(profile, 0.0, None)
+    colsum = p.sum(axis=0)
+    p = np.divide(p, colsum, out=np.zeros_like(p), where=colsum > 0)
+    good = (dq == 0) & (err > 0) & np.isfinite(sci) & np.isfinite(err)
+    inv_var = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0)
+    denom = (p**2 * inv_var).sum(axis=0)
+    flux = np.divide((p * np.where(good, sci, 0.0) * inv_var).sum(axis=0), denom, out=np.zeros(sci.shape[1]), where=denom > 0)
+    flux_err = np.divide(1.0, np.sqrt(denom), out=np.full(sci.shape[1], np.inf), where=denom > 0)
+    return flux, flux_err
+
+
+def snr_mean(flux: np.ndarray, flux_err: np.ndarray) -> float:
+    """Mean of flux/err over the columns given, bad or negative columns counting as zero."""
+    ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0) & (flux > 0)
+    ratio = np.divide(flux, flux_err, out=np.zeros_like(flux, dtype=float), where=ok)
+    return float(ratio.mean()) if ratio.size else 0.0

@@ -1,0 +1,246 @@
+"""The sample file: simulated slitless cutouts of many sources in one FITS file.
+
+Layout (N sources, cutouts ny x nx, direct stamps s x s):
+
+- ``PRIMARY``: provenance (software, version, instrument, seed, configuration hash,
+  input files) and the resolved simulation configuration as COMMENT cards.
+- per band B: ``B_SCI`` (float32 N x ny x nx, e-/s, background subtracted),
+  ``B_ERR`` (float32, 1-sigma, e-/s), ``B_DQ`` (int32, JWST bits), each with a
+  linear wavelength WCS on axis 1 valid for a point source at ``SRCXPOS, SRCYPOS``;
+  ``B_SENS``: table of ``WAVELENGTH`` and ``SENSITIVITY``.
+- ``DIRECT``: float32 N x s x s, PSF-convolved direct stamps (flux fraction per pixel).
+- ``SOURCES``: one row per source, in the cube order.
+
+The file is written under a temporary name in the target directory, cube slices as
+chunks arrive (memory stays bounded), and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import yaml
+
+from slitcli import __version__
+from slitcli.columns import column_description, column_unit
+from slitcli.config import config_hash, to_dict
+from slitcli.errors import OutputExistsError
+from slitcli.instrument import Instrument, sensitivity
+from slitcli.simulate import BandLayout, SimulateConfig, SimulatedChunk
+
+__all__ = ["SampleWriter", "write_sample", "check_output_path", "temporary_path"]
+
+_STR_LEN = 40
+
+
+def check_output_path(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing output unless `overwrite`; check the directory exists."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        msg = f"{path}: output exists; use --overwrite to replace it"
+        raise OutputExistsError(msg)
+    if not path.parent.is_dir():
+        msg = f"{path}: output directory {path.parent} does not exist"
+        raise OutputExistsError(msg)
+    return path
+
+
+def temporary_path(path: Path) -> Path:
+    """A temporary name beside `path`, renamed into place when the file is complete."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _card(name, value, comment):
+    return {"name": name, "value": value, "comment": comment}
+
+
+class SampleWriter:
+    """Write a sample file chunk by chunk; use as a context manager.
+
+    Parameters
+    ----------
+    path : path
+        Output FITS file.
+    n : int
+        Number of sources the file will hold.
+    instrument : Instrument
+    config : SimulateConfig
+    layouts : list of BandLayout
+    provenance : dict
+        Extra PRIMARY cards: keyword -> (value, comment).
+    overwrite : bool
+        Replace an existing `path`.
+    """
+
+    def __init__(self, path, n, instrument: Instrument, config: SimulateConfig, layouts: list[BandLayout], provenance: dict, *, overwrite: bool = False):
+        self.path = check_output_path(path, overwrite)
+        self.tmp = temporary_path(self.path)
+        self.n = n
+        self.layouts = layouts
+        self.rows = []
+        self.fits = fitsio.FITS(str(self.tmp), "rw", clobber=True)
+        try:
+            self._write_headers(instrument, config, provenance)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write_headers(self, instrument, config, provenance):
+        f = self.fits
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cards = [
+            _card("ORIGIN", "slitcli", "Software that wrote this file"),
+            _card("SWVERS", __version__, "slitcli version"),
+            _card("DATE", now, "UTC time the file was written"),
+            _card("INSTRUME", instrument.name, "Instrument simulated"),
+            _card("BANDS", ",".join(config.bands), "Bands, in HDU order"),
+            _card("NSOURCE", self.n, "Number of sources"),
+            _card("DISPAXIS", 1, "Dispersion along axis 1 (x)"),
+            _card("NOISELES", bool(config.noiseless), "True if SCI holds the expected (noiseless) image"),
+            _card("WAVSHIFT", config.wavelength_shift_pix, "[pixel] Spectrum shift from the nominal WCS"),
+            _card("CFGHASH", config_hash(config), "SHA-256 (16 hex) of the simulation config"),
+            _card("INSTHASH", config_hash(instrument), "SHA-256 (16 hex) of the instrument config"),
+        ]
+        cards += [_card(k, v, c) for k, (v, c) in provenance.items()]
+        f.write(None, header=cards)
+        for line in yaml.safe_dump({"simulate": to_dict(config)}, sort_keys=False).splitlines():
+            f[0].write_comment(line)
+        shape = (self.n, config.cutout_height, config.cutout_width)
+        for lay in self.layouts:
+            name = lay.band.name
+            wcs = [
+                _card("CTYPE1", "WAVE", "Axis 1 is wavelength (linear)"),
+                _card("CUNIT1", "Angstrom", "Wavelength unit"),
+                _card("CRPIX1", lay.crpix1, "Reference pixel on axis 1 (1-based)"),
+                _card("CRVAL1", lay.crval1_aa, "[Angstrom] Wavelength at CRPIX1"),
+                _card("CDELT1", lay.cdelt1_aa, "[Angstrom/pixel] Dispersion"),
+                _card("SRCXPOS", lay.x_direct_pix + 1.0, "Direct x position of the source (1-based) for the WCS"),
+                _card("SRCYPOS", lay.y_direct_pix + 1.0, "Direct y position of the source (1-based)"),
+                _card("FILTER", name, "Slitless band"),
+                _card("EXPTIME", instrument.total_exposure_s, "[s] Total exposure time"),
+                _card("NEXP", instrument.n_exposures, "Number of exposures"),
+                _card("SKYLEVEL", lay.band.sky_e_per_s, "[electron/s] Sky per pixel, subtracted"),
+            ]
+            for ext, dtype, unit, what in (
+                ("SCI", "f4", "electron/s", "Background-subtracted count rate"),
+                ("ERR", "f4", "electron/s", "1-sigma error of SCI"),
+                ("DQ", "i4", "", "Data quality, JWST bits (1 DO_NOT_USE, 2 SATURATED)"),
+            ):
+                extname = f"{name}_{ext}"
+                f.create_image_hdu(dims=list(shape), dtype=dtype, extname=extname)
+                f[extname].write_keys([_card("EXTNAME", extname, what), _card("BUNIT", unit, "Unit of the pixel values"), *wcs])
+            self._write_sensitivity(instrument, lay)
+        f.create_image_hdu(dims=[self.n, config.stamp_size, config.stamp_size], dtype="f4", extname="DIRECT")
+        f["DIRECT"].write_keys(
+            [
+                _card("EXTNAME", "DIRECT", "PSF-convolved direct image at the detector scale"),
+                _card("BUNIT", "", "Fraction of the source's total flux per pixel"),
+                _card("PIXSCALE", instrument.pixel_scale_arcsec, "[arcsec/pixel] Pixel scale"),
+            ]
+        )
+
+    def _write_sensitivity(self, instrument, lay):
+        band = lay.band
+        wave = np.asarray(band.throughput.wave_aa, dtype=np.float64)
+        table = np.zeros(wave.size, dtype=[("WAVELENGTH", "f8"), ("SENSITIVITY", "f8")])
+        table["WAVELENGTH"] = wave
+        table["SENSITIVITY"] = sensitivity(instrument, band, band.first_order, wave)
+        self._write_table(table, f"{band.name}_SENS", "First-order sensitivity of the band")
+
+    def _write_table(self, table, extname, what):
+        names = list(table.dtype.names)
+        self.fits.write(table, extname=extname, units=[column_unit(c) for c in names])
+        hdu = self.fits[extname]
+        hdu.write_keys(
+            [_card("EXTNAME", extname, what)]
+            + [_card(f"TTYPE{i + 1}", c, column_description(c)[:47]) for i, c in enumerate(names)]
+        )
+
+    def write(self, chunk: SimulatedChunk) -> None:
+        """Write the cutouts and collect the catalogue rows of one chunk."""
+        start = [chunk.start, 0, 0]
+        for lay in self.layouts:
+            name = lay.band.name
+            self.fits[f"{name}_SCI"].write(chunk.sci[name], start=start)
+            self.fits[f"{name}_ERR"].write(chunk.err[name], start=start)
+            self.fits[f"{name}_DQ"].write(chunk.dq[name], start=start)
+        self.fits["DIRECT"].write(chunk.direct, start=start)
+        for i, s in enumerate(chunk.sources):
+            snr = tuple(chunk.snr[lay.band.name][i] for lay in self.layouts)
+            self.rows.append((s.source_id, s.ra_deg, s.dec_deg, s.z, s.mag_i, *snr, s.sed_id, s.shape_id, s.sed_class))
+
+    def close(self) -> Path:
+        """Write the SOURCES table and move the file into place."""
+        snr_cols = [(f"SNR_{lay.band.name}", "f4") for lay in self.layouts]
+        dtype = [("SOURCE_ID", "i8"), ("RA", "f8"), ("DEC", "f8"), ("Z_TRUE", "f8"), ("MAG_I", "f4"), *snr_cols]
+        dtype += [("SED_ID", f"S{_STR_LEN}"), ("SHAPE_ID", f"S{_STR_LEN}"), ("CLASS", "S16")]
+        table = np.array(self.rows, dtype=dtype)
+        self._write_table(table, "SOURCES", "Simulated sources, in cube order")
+        self.fits.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file."""
+        try:
+            self.fits.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
+
+
+def write_sample(
+    path: str | Path,
+    provider,
+    n: int,
+    instrument: Instrument,
+    config: SimulateConfig,
+    seed: int,
+    *,
+    provenance: dict | None = None,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress=None,
+) -> Path:
+    """Simulate `n` sources from `provider` into the sample file `path`.
+
+    Parameters
+    ----------
+    provider : callable(start, count, rng) -> list of Source
+    progress : callable(n_done), optional
+        Called after each chunk with the number of sources written so far.
+
+    Returns
+    -------
+    Path
+        The written file. On any error nothing is left at `path` (an existing file
+        there is untouched) and the temporary file is removed.
+    """
+    from slitcli.simulate import band_layout, iter_chunks
+
+    if n < 1:
+        msg = f"number of sources must be >= 1, got {n}"
+        raise ValueError(msg)
+    shape = (config.cutout_height, config.cutout_width)
+    layouts = [band_layout(instrument.band(name), shape) for name in config.bands]
+    cards = {"SEED": (seed, "Seed of the run's random numbers")}
+    cards.update(provenance or {})
+    with SampleWriter(path, n, instrument, config, layouts, cards, overwrite=overwrite) as writer:
+        done = 0
+        for chunk in iter_chunks(provider, n, instrument, config, seed, workers=workers):
+            writer.write(chunk)
+            done += len(chunk.sources)
+            if progress is not None:
+                progress(done)
+        return writer.close()
