@@ -76,6 +76,7 @@ class ImageCatalog:
 
     def read_images(self, rows: np.ndarray) -> np.ndarray:
         """Images of `rows` as float64 [len(rows), H, W]."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
         with fitsio.FITS(str(self.path)) as f:
             data = _read(self.path, f"HDU {self.hdu} column image", lambda: f[self.hdu].read(columns=["image"], rows=rows))
         return np.asarray(data["image"], dtype=np.float64).reshape(len(rows), *self.image_shape)
@@ -261,7 +262,7 @@ def match_catalogs(images: ImageCatalog, spectra: SpectraCatalog, *, by: str = "
             best[j] = i
     pairs = sorted((i, j) for j, i in best.items())
     rows = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-    return Match(rows[:, 0], rows[:, 1], images.object_id.size, spectra.target_id.size)
+    return Match(rows[:, 0].copy(), rows[:, 1].copy(), images.object_id.size, spectra.target_id.size)
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,57 @@ def point_image():
     img = np.zeros((9, 9))
     img[4, 4] = 1.0
     return img
+
+
+def write_hsc(path, n=3, size=24, pixscale=0.168, nan_row=None, with_pixscale=True, image_shape=None, columns=None):
+    """A tiny HSC-like image file: Gaussian galaxies, ids 100.., near RA 150, Dec 2."""
+    from astropy.io import fits
+
+    images = np.zeros((n, size, size), dtype=np.float32)
+    for k in range(n):
+        images[k] = gaussian_blob(size, 1.5 + 0.3 * k) * 1000.0
+    if nan_row is not None:
+        images[nan_row, 3, 3] = np.nan
+    if image_shape is not None:
+        images = images.reshape(n, *image_shape)
+    fmt = f"{int(np.prod(images.shape[1:]))}E"
+    cols = {
+        "object_id": fits.Column(name="object_id", format="K", array=np.arange(100, 100 + n)),
+        "ra": fits.Column(name="ra", format="D", unit="deg", array=150.0 + 0.001 * np.arange(n)),
+        "dec": fits.Column(name="dec", format="D", unit="deg", array=np.full(n, 2.0)),
+        "image": fits.Column(
+            name="image", format=fmt, array=images,
+            dim=str(images.shape[1:][::-1]).replace(" ", "") if images.ndim == 3 else None,
+        ),
+    }
+    hdu = fits.BinTableHDU.from_columns([cols[c] for c in (columns or cols)], name="IMAGES")
+    if with_pixscale:
+        hdu.header["PIXSCALE"] = (pixscale, "arcsec/pixel")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    return path
+
+
+def write_desi(path, n=3, wave=None, z=None, drop_hdu=None, meta_columns=None, flux_rows=None):
+    """A tiny DESI-like spectra file aligned with `write_hsc` (same positions, TARGETID = object_id)."""
+    from astropy.io import fits
+
+    wave = np.arange(3000.0, 11000.0, 2.0) if wave is None else np.asarray(wave)
+    z = np.linspace(0.3, 0.9, n) if z is None else np.asarray(z)
+    rows = n if flux_rows is None else flux_rows
+    flux = np.full((rows, wave.size), 5.0, dtype=np.float32)  # 5e-17 erg/s/cm2/A
+    for k in range(rows):
+        flux[k] += 300.0 * np.exp(-0.5 * ((wave - 3727.0 * (1 + z[min(k, n - 1)])) / 2.0) ** 2)
+    meta = {
+        "TARGETID": fits.Column(name="TARGETID", format="K", array=np.arange(100, 100 + n)),
+        "TARGET_RA": fits.Column(name="TARGET_RA", format="D", array=150.0 + 0.001 * np.arange(n)),
+        "TARGET_DEC": fits.Column(name="TARGET_DEC", format="D", array=np.full(n, 2.0)),
+        "Z": fits.Column(name="Z", format="D", array=z),
+        "SPECTYPE": fits.Column(name="SPECTYPE", format="6A", array=np.full(n, "GALAXY")),
+    }
+    hdus = {
+        "WAVELENGTH": fits.ImageHDU(wave, name="WAVELENGTH"),
+        "FLUX": fits.ImageHDU(flux, name="FLUX"),
+        "METADATA": fits.BinTableHDU.from_columns([meta[c] for c in (meta_columns or meta)], name="METADATA"),
+    }
+    fits.HDUList([fits.PrimaryHDU()] + [h for k, h in hdus.items() if k != drop_hdu]).writeto(path)
+    return path
