@@ -256,8 +256,9 @@ def sensitivity(instrument: Instrument, band: Band, order: Order, wave_aa: np.nd
     Returns
     -------
     array
-        Sensitivity [(e-/s) / (erg/s/cm2/Angstrom)]: multiplied by a flux density
-        f_lambda [erg/s/cm2/Angstrom] it gives the count rate per Angstrom.
+        Sensitivity [e- cm2 / erg]: multiplied by a flux density f_lambda
+        [erg/s/cm2/Angstrom] it gives the count rate per Angstrom [e-/s/Angstrom];
+        numerically the (e-/s)/(erg/s/cm2/Angstrom) of aXe sensitivity files.
     """
     wave_aa = np.asarray(wave_aa, dtype=float)
     tput = band.throughput(wave_aa) * order.throughput_scale

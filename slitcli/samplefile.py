@@ -34,8 +34,6 @@ from slitcli.simulate import BandLayout, SimulateConfig, SimulatedChunk
 
 __all__ = ["SampleWriter", "write_sample", "check_output_path", "temporary_path"]
 
-_STR_LEN = 40
-
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
     """Refuse an existing output unless `overwrite`; check the directory exists."""
@@ -128,16 +126,17 @@ class SampleWriter:
             for ext, dtype, unit, what in (
                 ("SCI", "f4", "electron/s", "Background-subtracted count rate"),
                 ("ERR", "f4", "electron/s", "1-sigma error of SCI"),
-                ("DQ", "i4", "", "Data quality, JWST bits (1 DO_NOT_USE, 2 SATURATED)"),
+                ("DQ", "i4", "", "Data quality flags, JWST bit meanings"),
             ):
                 extname = f"{name}_{ext}"
                 f.create_image_hdu(dims=list(shape), dtype=dtype, extname=extname)
-                f[extname].write_keys([_card("EXTNAME", extname, what), _card("BUNIT", unit, "Unit of the pixel values"), *wcs])
+                f[extname].write_key("EXTNAME", extname, what)
+                f[extname].write_keys([_card("BUNIT", unit, "Unit of the pixel values"), *wcs])
             self._write_sensitivity(instrument, lay)
         f.create_image_hdu(dims=[self.n, config.stamp_size, config.stamp_size], dtype="f4", extname="DIRECT")
+        f["DIRECT"].write_key("EXTNAME", "DIRECT", "PSF-convolved direct stamps")
         f["DIRECT"].write_keys(
             [
-                _card("EXTNAME", "DIRECT", "PSF-convolved direct image at the detector scale"),
                 _card("BUNIT", "", "Fraction of the source's total flux per pixel"),
                 _card("PIXSCALE", instrument.pixel_scale_arcsec, "[arcsec/pixel] Pixel scale"),
             ]
@@ -155,10 +154,8 @@ class SampleWriter:
         names = list(table.dtype.names)
         self.fits.write(table, extname=extname, units=[column_unit(c) for c in names])
         hdu = self.fits[extname]
-        hdu.write_keys(
-            [_card("EXTNAME", extname, what)]
-            + [_card(f"TTYPE{i + 1}", c, column_description(c)[:47]) for i, c in enumerate(names)]
-        )
+        hdu.write_key("EXTNAME", extname, what)
+        hdu.write_keys([_card(f"TTYPE{i + 1}", c, column_description(c)[:47]) for i, c in enumerate(names)])
 
     def write(self, chunk: SimulatedChunk) -> None:
         """Write the cutouts and collect the catalogue rows of one chunk."""
@@ -177,7 +174,9 @@ class SampleWriter:
         """Write the SOURCES table and move the file into place."""
         snr_cols = [(f"SNR_{lay.band.name}", "f4") for lay in self.layouts]
         dtype = [("SOURCE_ID", "i8"), ("RA", "f8"), ("DEC", "f8"), ("Z_TRUE", "f8"), ("MAG_I", "f4"), *snr_cols]
-        dtype += [("SED_ID", f"S{_STR_LEN}"), ("SHAPE_ID", f"S{_STR_LEN}"), ("CLASS", "S16")]
+        # String columns as wide as their longest value: nothing is cut.
+        width = {k: max([len(r[-3 + i]) for r in self.rows] + [1]) for i, k in enumerate(("SED_ID", "SHAPE_ID", "CLASS"))}
+        dtype += [(k, f"S{w}") for k, w in width.items()]
         table = np.array(self.rows, dtype=dtype)
         self._write_table(table, "SOURCES", "Simulated sources, in cube order")
         self.fits.close()
