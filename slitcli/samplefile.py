@@ -32,7 +32,7 @@ from slitcli.errors import OutputExistsError
 from slitcli.instrument import Instrument, sensitivity
 from slitcli.simulate import BandLayout, SimulateConfig, SimulatedChunk
 
-__all__ = ["SampleWriter", "write_sample", "check_output_path", "temporary_path"]
+__all__ = ["SampleWriter", "SampleReader", "write_sample", "check_output_path", "temporary_path"]
 
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
@@ -243,3 +243,98 @@ def write_sample(
             if progress is not None:
                 progress(done)
         return writer.close()
+
+
+# ---------------------------------------------------------------- reading
+
+
+class SampleReader:
+    """Read a sample file's cutouts in chunks, checking its layout.
+
+    Parameters
+    ----------
+    path : path
+        A sample file written by `write_sample` (or with the same layout).
+    bands : tuple of str
+        Bands the caller needs, in the order wanted.
+    shape : (ny, nx), optional
+        Cutout shape the caller needs; a different shape is an `InputError`.
+    """
+
+    def __init__(self, path: str | Path, bands: tuple[str, ...], shape: tuple[int, int] | None = None):
+        from slitcli.errors import InputError
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            msg = f"{self.path}: file not found"
+            raise InputError(msg)
+        try:
+            self.fits = fitsio.FITS(str(self.path))
+        except OSError:
+            msg = f"{self.path}: cannot read as FITS (truncated or not a FITS file)"
+            raise InputError(msg) from None
+        have = [b for b in self.fits[0].read_header().get("BANDS", "").split(",") if b]
+        missing = [f"{b}_{e}" for b in bands for e in ("SCI", "ERR", "DQ") if f"{b}_{e}" not in self.fits]
+        if missing:
+            self.close()
+            msg = f"{self.path}: missing HDU(s) {', '.join(missing)}; the model needs bands {','.join(bands)}, the file has {','.join(have) or 'none'}"
+            raise InputError(msg)
+        dims = {tuple(self.fits[f"{b}_{e}"].get_dims()) for b in bands for e in ("SCI", "ERR", "DQ")}
+        if len(dims) != 1 or len(next(iter(dims))) != 3:
+            self.close()
+            msg = f"{self.path}: SCI/ERR/DQ HDUs of bands {','.join(bands)} must be N x ny x nx cubes of one shape, got {sorted(dims)}"
+            raise InputError(msg)
+        self.n, ny, nx = next(iter(dims))
+        self.shape = (ny, nx)
+        self.bands = tuple(bands)
+        if shape is not None and tuple(shape) != self.shape:
+            self.close()
+            msg = f"{self.path}: cutouts are {ny} x {nx} pixels; the model needs {shape[0]} x {shape[1]}"
+            raise InputError(msg)
+        if self.n == 0:
+            self.close()
+            msg = f"{self.path}: the sample holds no sources"
+            raise InputError(msg)
+
+    def sources(self):
+        """The SOURCES table (astropy Table), or None if the file has none."""
+        from astropy.table import Table
+
+        if "SOURCES" not in self.fits:
+            return None
+        table = Table(self.fits["SOURCES"].read())
+        for name in table.colnames:
+            if table[name].dtype.kind == "S":
+                table[name] = np.char.decode(np.char.strip(table[name]), "ascii")
+        return table
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx]."""
+        from slitcli.errors import InputError
+
+        out = []
+        for ext in ("SCI", "ERR", "DQ"):
+            cubes = [self.fits[f"{b}_{ext}"][start:stop, :, :] for b in self.bands]
+            out.append(np.stack(cubes, axis=1))
+        sci, err, dq = out
+        for name, arr in (("SCI", sci), ("ERR", err)):
+            bad = ~np.isfinite(arr).all(axis=(1, 2, 3))
+            if bad.any():
+                msg = f"{self.path}: NaN or infinite values in the {name} cutouts of source index {start + int(np.argmax(bad))}"
+                raise InputError(msg)
+        return sci.astype(np.float32), err.astype(np.float32), dq.astype(np.int32)
+
+    def iter_chunks(self, chunk: int = 256):
+        """Yield (start, sci, err, dq) over the whole sample."""
+        for start in range(0, self.n, chunk):
+            yield (start, *self.read(start, min(start + chunk, self.n)))
+
+    def close(self) -> None:
+        self.fits.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

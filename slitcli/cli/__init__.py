@@ -11,7 +11,12 @@ import sys
 import typer
 
 from slitcli import __version__
+from slitcli.cli import augment as _augment
+from slitcli.cli import calibrate as _calibrate
+from slitcli.cli import evaluate as _evaluate
+from slitcli.cli import predict as _predict
 from slitcli.cli import simulate as _simulate
+from slitcli.cli import train as _train
 
 app = typer.Typer(
     name="slitcli",
@@ -26,6 +31,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command(name="simulate", no_args_is_help=False)(_simulate.simulate)
+app.command(name="augment", no_args_is_help=True)(_augment.augment)
+app.command(name="train", no_args_is_help=True)(_train.train)
+app.command(name="predict", no_args_is_help=True)(_predict.predict)
+app.command(name="calibrate", no_args_is_help=True)(_calibrate.calibrate)
+app.command(name="evaluate", no_args_is_help=True)(_evaluate.evaluate)
 
 
 def _version(value: bool):

@@ -1,0 +1,78 @@
+"""`slitcli train`: pre-train and fine-tune the Bayesian CNN on simulated samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from slitcli.cli._common import console, progress_bar, user_errors
+from slitcli.config import from_mapping, load_yaml
+from slitcli.errors import ConfigError
+
+
+def train(
+    train_file: Path = typer.Argument(..., help="Training sample file (from slitcli simulate).", show_default=False),
+    val: Path = typer.Option(..., "--val", help="Validation sample file: picks the best epoch and stops early. Never the test sample.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", show_default=False),
+    name: str = typer.Option(None, "--name", help="Model name in the card. Default: the directory name.", show_default=False),
+    config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.train.TrainConfig) and 'model' (architecture options).", show_default=False),
+    architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU) or resnet34 (the paper's).", show_default=False),
+    pretrain_epochs: int = typer.Option(None, "--pretrain-epochs", help="Maximum deterministic pre-training epochs (default 20).", show_default=False),
+    finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs (default 10).", show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default 128).", show_default=False),
+    max_shift_x: int = typer.Option(None, "--max-shift-x", help="Largest augmentation shift along the dispersion [pixel] (default 3; the paper: 48).", show_default=False),
+    seed: int = typer.Option(None, "--seed", help="Seed of initialisation, batches, augmentation and dropout (default 0).", show_default=False),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint.pt after an interruption; gives the same weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Train the Bayesian CNN: deterministic pre-training (MSE), then Bayesian fine-tuning (Gaussian NLL).
+
+    Example:
+
+      slitcli train train.fits --val val.fits -o models/my-model
+    """
+    import dataclasses
+
+    from slitcli.augment import AugmentConfig
+    from slitcli.modelfile import save_model
+    from slitcli.predict import resolve_device
+    from slitcli.train import TrainConfig, load_train_data, train as run_train, with_overrides
+
+    with user_errors():
+        torch_device = resolve_device(device)
+        cfg, model_opts = TrainConfig(), {}
+        if config:
+            data = load_yaml(config)
+            unknown = set(data) - {"train", "model"}
+            if unknown:
+                raise ConfigError(f"{config}: unknown key(s) {', '.join(sorted(unknown))}; valid keys are train, model")
+            cfg = from_mapping(TrainConfig, data.get("train", {}), f"{config}:train")
+            model_opts = dict(data.get("model", {}))
+        cfg = with_overrides(cfg, architecture=architecture, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, seed=seed)
+        if max_shift_x is not None:
+            cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, max_shift_x=max_shift_x))
+        AugmentConfig(**dataclasses.asdict(cfg.augment))
+        for f in ("model.safetensors", "model.json"):
+            if (output / f).exists() and not overwrite and not resume:
+                raise ConfigError(f"{output / f}: exists; use --overwrite to replace it")
+        with progress_bar(quiet) as bar:
+            task = bar.add_task("reading", total=None)
+            tr = load_train_data(train_file, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n))
+            va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
+            console.print(f"training on {len(tr.z)} sources, validating on {len(va.z)} (SNR_GI >= {cfg.min_snr})") if not quiet else None
+            last = {"val": float("nan")}
+
+            def show(info):
+                if info.get("done_epoch"):
+                    last["val"] = info["val_sigma_nmad"]
+                    return
+                bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
+
+            output.mkdir(parents=True, exist_ok=True)
+            bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device)
+        bundle.card["name"] = name or output.name
+        save_model(bundle, output, overwrite=True)
+        console.print(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)") if not quiet else None

@@ -1,0 +1,175 @@
+"""Predicted redshifts against the truth: join on SOURCE_ID and compute metrics per sample.
+
+The samples are all sources, those above each SNR cut (``SNR_GI>=1``, ...) and, when the
+truth has a CLASS column, each class over all SNR. Sources with ZWARN != 0 are kept in
+every sample; each row counts them in ``n_zwarn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from slitcli.catalog import catalog_format, read_catalog
+from slitcli.metrics import METRIC_KEYS, empty_metrics, point_metrics
+
+__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth", "sample_masks", "evaluate"]
+
+#: Columns a prediction catalogue must have.
+PRED_COLUMNS = ("SOURCE_ID", "Z", "ZERR")
+#: Columns a truth catalogue must have.
+TRUTH_COLUMNS = ("SOURCE_ID", "Z_TRUE")
+
+
+def _has_sources_hdu(path: Path) -> bool:
+    if not path.is_file() or catalog_format(path) != "fits":
+        return False
+    try:
+        with fits.open(path) as hdul:
+            return "SOURCES" in hdul
+    except Exception:  # unreadable: read_catalog reports it
+        return False
+
+
+def read_truth(path: str | Path) -> Table:
+    """Read the true redshifts: a sample file's SOURCES HDU, or any ECSV/FITS catalogue.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, no SOURCE_ID or Z_TRUE column, no rows, or
+        non-finite Z_TRUE.
+    """
+    path = Path(path)
+    hdu = "SOURCES" if _has_sources_hdu(path) else None
+    return read_catalog(path, TRUTH_COLUMNS, hdu=hdu)
+
+
+def _unique_ids(table: Table, what: str) -> np.ndarray:
+    ids = np.asarray(table["SOURCE_ID"])
+    values, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        msg = f"the {what} repeat SOURCE_ID {values[counts > 1][0].item()}; each source must appear once"
+        raise ValueError(msg)
+    return ids
+
+
+def join_truth(pred: Table, truth: Table, snr_column: str = "SNR_GI") -> Table:
+    """Inner join of predictions and truth on SOURCE_ID, in the predictions' row order.
+
+    Parameters
+    ----------
+    pred : Table
+        SOURCE_ID, Z and ZERR; optionally ZWARN and `snr_column`; other columns are kept.
+    truth : Table
+        SOURCE_ID and Z_TRUE; optionally CLASS and `snr_column`.
+    snr_column : str
+        The signal-to-noise column: taken from `truth` if there, else from `pred`.
+
+    Returns
+    -------
+    Table
+        The predictions' columns plus Z_TRUE, CLASS (if in the truth) and `snr_column`
+        (if in either). ``meta`` is the predictions' plus N_PRED, N_TRUTH and N_MATCHED.
+
+    Raises
+    ------
+    ValueError
+        Missing columns, repeated SOURCE_IDs, or no SOURCE_ID in common.
+    """
+    for table, what, required in ((pred, "predictions", ("SOURCE_ID", "Z", "ZERR")), (truth, "truth", ("SOURCE_ID", "Z_TRUE"))):
+        missing = [c for c in required if c not in table.colnames]
+        if missing:
+            msg = f"the {what} lack column(s) {', '.join(missing)}"
+            raise ValueError(msg)
+    pred_ids, truth_ids = _unique_ids(pred, "predictions"), _unique_ids(truth, "truth")
+    if (pred_ids.dtype.kind in "US") != (truth_ids.dtype.kind in "US"):
+        msg = f"SOURCE_ID is {pred_ids.dtype} in the predictions but {truth_ids.dtype} in the truth"
+        raise ValueError(msg)
+    _, ip, it = np.intersect1d(pred_ids, truth_ids, assume_unique=True, return_indices=True)
+    if ip.size == 0:
+        msg = f"no SOURCE_ID in common between the predictions ({len(pred)} rows) and the truth ({len(truth)} rows)"
+        raise ValueError(msg)
+    order = np.argsort(ip)
+    ip, it = ip[order], it[order]
+    joined = pred[ip]
+    taken = ["Z_TRUE"] + [c for c in ("CLASS", snr_column) if c in truth.colnames]
+    for name in taken:
+        joined[name] = truth[name][it]
+    joined.meta.update(N_PRED=len(pred), N_TRUTH=len(truth), N_MATCHED=int(ip.size))
+    return joined
+
+
+def _class_labels(column) -> np.ndarray:
+    values = np.asarray(column)
+    if values.dtype.kind == "S":
+        values = np.char.decode(values, "ascii", errors="replace")
+    return np.char.strip(values.astype(str))
+
+
+def _snr_label(snr_column: str, cut: float) -> str:
+    return f"{snr_column}>={cut:g}"
+
+
+def sample_masks(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> dict[str, np.ndarray]:
+    """Boolean row masks of the evaluated samples, keyed by sample name.
+
+    ``"all"``; ``"<snr_column>>=<cut>"`` per cut when `joined` has `snr_column`;
+    ``"CLASS=<name>"`` per non-blank class (sorted) when it has CLASS.
+    """
+    masks = {"all": np.ones(len(joined), dtype=bool)}
+    if snr_column in joined.colnames:
+        snr = np.asarray(joined[snr_column], dtype=np.float64)
+        for cut in snr_cuts:
+            masks[_snr_label(snr_column, cut)] = snr >= cut
+    if "CLASS" in joined.colnames:
+        labels = _class_labels(joined["CLASS"])
+        for name in sorted(set(labels) - {""}):
+            masks[f"CLASS={name}"] = labels == name
+    return masks
+
+
+def _check_finite(joined: Table) -> None:
+    for name in ("Z", "ZERR", "Z_TRUE"):
+        values = np.asarray(joined[name], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            msg = f"column {name} has NaN or infinite values (SOURCE_ID {joined['SOURCE_ID'][bad[0]]})"
+            raise ValueError(msg)
+    zerr = np.asarray(joined["ZERR"], dtype=np.float64)
+    if np.any(zerr < 0):
+        msg = f"column ZERR has negative values (SOURCE_ID {joined['SOURCE_ID'][np.argmin(zerr)]})"
+        raise ValueError(msg)
+
+
+def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
+    """One row of `point_metrics` per sample of `sample_masks`, for a `join_truth` table.
+
+    Columns: ``sample`` (str), every key of `slitcli.metrics.METRIC_KEYS`, and ``n_zwarn``
+    (sources with ZWARN != 0, 0 without a ZWARN column). A sample with no source has
+    n = 0 and NaN metrics.
+    """
+    _check_finite(joined)
+    z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
+    warned = np.asarray(joined["ZWARN"]) != 0 if "ZWARN" in joined.colnames else np.zeros(len(joined), dtype=bool)
+    rows = []
+    for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
+        values = point_metrics(z_pred[mask], zerr[mask], z_true[mask]) if mask.any() else empty_metrics()
+        rows.append({"sample": name, **values, "n_zwarn": int(np.count_nonzero(warned & mask))})
+    columns = ["sample", *METRIC_KEYS, "n_zwarn"]
+    table = Table(rows=[[row[c] for c in columns] for row in rows], names=columns)
+    table.meta.update(joined.meta)
+    table.meta["SNRCOL"] = snr_column
+    return table
+
+
+def evaluate(pred: Table, truth: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
+    """Metrics of the predictions `pred` against `truth` per sample (see `metrics_table`).
+
+    Joins on SOURCE_ID (`join_truth`) first. Raises ValueError on missing columns,
+    repeated or disjoint SOURCE_IDs, non-finite Z, ZERR or Z_TRUE, or negative ZERR.
+    """
+    return metrics_table(join_truth(pred, truth, snr_column), snr_cuts, snr_column)
