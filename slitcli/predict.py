@@ -30,7 +30,7 @@ from slitcli.nn.layers import set_mc_dropout
 from slitcli.samplefile import SampleReader
 from slitcli.train import normalise
 
-__all__ = ["PredictConfig", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "ZWARN_BITS", "resolve_device"]
+__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "ZWARN_BITS", "resolve_device"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
 ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16}
@@ -184,3 +184,12 @@ def predict_file(
         msg = f"{path}: no sources"
         raise InputError(msg)
     return vstack(rows)
+
+
+def check_inputs(bundle: ModelBundle, paths) -> int:
+    """Check that every sample file fits the model (bands, cutout size); return the total number of sources."""
+    total = 0
+    for path in paths:
+        with SampleReader(path, bundle.bands, bundle.shape) as reader:
+            total += reader.n
+    return total

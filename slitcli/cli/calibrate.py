@@ -32,13 +32,14 @@ def calibrate(
     from slitcli.calibration import calibrate_model
     from slitcli.errors import ConfigError
     from slitcli.modelfile import load_model, save_model
-    from slitcli.predict import PredictConfig
+    from slitcli.predict import PredictConfig, check_inputs
 
     with user_errors():
         if in_place == (output is not None):
             raise ConfigError("give exactly one of -o/--output (a new model directory) and --in-place")
         cfg = PredictConfig(n_mc=n_mc, seed=seed, device=device)
         bundle = load_model(model)
+        check_inputs(bundle, [sample])
         target = bundle.path if in_place else output
         if not in_place and (target / "model.safetensors").exists() and not overwrite:
             raise ConfigError(f"{target / 'model.safetensors'}: exists; use --overwrite to replace it")

@@ -30,7 +30,7 @@ def predict(
 
     from slitcli.catalog import catalog_format, write_catalog
     from slitcli.modelfile import load_model
-    from slitcli.predict import PredictConfig, predict_file, resolve_device
+    from slitcli.predict import PredictConfig, check_inputs, predict_file, resolve_device
     from slitcli.samplefile import check_output_path
 
     with user_errors():
@@ -38,6 +38,7 @@ def predict(
         check_output_path(output, overwrite)
         cfg = PredictConfig(n_mc=n_mc, batch_size=batch_size, seed=seed, device=device)
         bundle = load_model(model)
+        check_inputs(bundle, inputs)
         tables = []
         with progress_bar(quiet) as bar:
             for path in inputs:
