@@ -40,7 +40,10 @@ class AugmentConfig:
     p_flip : float
         Probability of a flip across the dispersion (y).
     max_shift_x, max_shift_y : int
-        Integer shifts are drawn uniformly in [-max, max].
+        Integer shifts are drawn uniformly in [-max, max]. The default +-3 pixels along
+        the dispersion spans the range of CESS's wavelength-calibration errors (a
+        discrete Gaussian of sigma 0.4 pixel cut at +-3); the paper's reference code
+        used +-48 (``slitcli augment``'s default).
     subpixel_x : float
         Sub-pixel shifts along x drawn uniformly in [-subpixel_x, subpixel_x].
     noise_scale : float
@@ -53,7 +56,7 @@ class AugmentConfig:
     """
 
     p_flip: float = 0.5
-    max_shift_x: int = 48
+    max_shift_x: int = 3
     max_shift_y: int = 4
     subpixel_x: float = 0.5
     noise_scale: float = 0.0

@@ -68,8 +68,8 @@ class TrainConfig:
     min_snr : float
         Train and validate on sources with SNR_GI >= min_snr only (the paper: 1).
     augment : AugmentConfig
-        On-the-fly augmentation (defaults: flips, +-3 pixel shifts along the dispersion as
-        the calibration errors of CESS, +-4 across, sub-pixel shifts).
+        On-the-fly augmentation (defaults: flips, +-3 pixel shifts along the dispersion,
+        the range of CESS's calibration errors, +-4 across, sub-pixel shifts).
     seed : int
     """
 
@@ -84,7 +84,7 @@ class TrainConfig:
     patience: int = 5
     nll_beta: float = 0.5
     min_snr: float = 1.0
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(max_shift_x=3, max_shift_y=4, subpixel_x=0.5))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -167,8 +167,9 @@ def _loss(phase: str, mu, logvar, t, beta: float = 0.0):
 
 
 def _start_logvar(model, x: np.ndarray, t: np.ndarray, batch: int = 512) -> None:
-    """Start the log-variance output at the pre-trained model's mean squared error, so that
-    fine-tuning begins from a sensible variance instead of a random one."""
+    """Start the log-variance output at the pre-trained model's mean squared error on
+    training cutouts `x`, so that fine-tuning begins from a sensible variance instead
+    of a random one."""
     mse = float(np.mean((predict_mean(model, x, batch) - t) ** 2))
     with torch.no_grad():
         model.head.logvar.weight.zero_()
@@ -245,7 +246,8 @@ def train(
         if state["epoch"] >= max_epochs or state["stale"] >= config.patience:
             if phase == "pretrain":
                 model.load_state_dict(state["best"])
-                _start_logvar(model, x_val, np.log1p(val_data.z))
+                first = np.arange(min(len(t_train), 2048))
+                _start_logvar(model, normalise(train_data.sci[first], scales), t_train[first])
                 state.update(phase="finetune", epoch=0, best_score=math.inf, stale=0)
                 opt, sched = _phase_optimiser(model, "finetune", config, steps_per_epoch)
                 continue

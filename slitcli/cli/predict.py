@@ -59,4 +59,4 @@ def predict(
         )
         write_catalog(table, output, overwrite=overwrite)
         if not quiet:
-            console.print(f"wrote {len(table)} redshifts to {output} (model {bundle.name}, T = {n_mc} passes)")
+            console.print(f"wrote {len(table)} redshifts to {output} (model {bundle.name}, {n_mc} Monte Carlo passes)")

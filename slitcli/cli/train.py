@@ -36,7 +36,6 @@ def train(
     """
     import dataclasses
 
-    from slitcli.augment import AugmentConfig
     from slitcli.modelfile import save_model
     from slitcli.predict import resolve_device
     from slitcli.train import TrainConfig, load_train_data, train as run_train, with_overrides
@@ -54,7 +53,6 @@ def train(
         cfg = with_overrides(cfg, architecture=architecture, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, seed=seed)
         if max_shift_x is not None:
             cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, max_shift_x=max_shift_x))
-        AugmentConfig(**dataclasses.asdict(cfg.augment))
         for f in ("model.safetensors", "model.json"):
             if (output / f).exists() and not overwrite and not resume:
                 raise ConfigError(f"{output / f}: exists; use --overwrite to replace it")
