@@ -142,14 +142,23 @@ def paper_copies(config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def apply(
-    sci: np.ndarray, err: np.ndarray, params: np.ndarray, rng: np.random.Generator, wrap: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+    sci: np.ndarray, err: np.ndarray | None, params: np.ndarray, rng: np.random.Generator, wrap: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply per-source parameters `params` (PARAM_DTYPE) to cutouts [n, bands, ny, nx].
 
-    ERR (and so the DQ of the caller) moves with SCI; noise draws come from `rng`.
+    ERR moves with SCI (pass None when it is not needed and no noise is added); noise
+    draws come from `rng`.
     """
+    if err is None:
+        if np.any(params["NOISE"] > 0):
+            msg = "adding noise needs ERR"
+            raise ValueError(msg)
+        err = np.zeros((len(sci), 1, 1, 1), sci.dtype)  # a cheap stand-in, discarded
+        keep_err = False
+    else:
+        keep_err = True
     out_sci = np.empty_like(sci)
-    out_err = np.empty_like(err)
+    out_err = np.empty_like(err) if keep_err else None
     for i, p in enumerate(params):
         s, e = sci[i], err[i]
         if p["FLIP"]:
@@ -163,7 +172,9 @@ def apply(
             e = np.sqrt((1 - abs(frac)) ** 2 * e**2 + frac**2 * np.roll(e, 1 if frac > 0 else -1, axis=-1) ** 2)
         if p["NOISE"] > 0:
             s, e = redraw_noise(s, e, float(p["NOISE"]), rng)
-        out_sci[i], out_err[i] = s, e
+        out_sci[i] = s
+        if keep_err:
+            out_err[i] = e
     return out_sci, out_err
 
 

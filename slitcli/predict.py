@@ -124,9 +124,10 @@ def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float = 1.0) 
     return out
 
 
-def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int) -> np.ndarray:
+def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int, columns: np.ndarray | None = None) -> np.ndarray:
     """SNR of each cutout's band from the data alone [n]: optimal extraction with the
-    cutout's own cross-dispersion profile (SCI summed along x, clipped at zero)."""
+    cutout's own cross-dispersion profile (SCI summed along x, clipped at zero), then the
+    paper's mean of flux/err over `columns` (all columns if None)."""
     out = np.zeros(len(sci))
     for i in range(len(sci)):
         s, e, d = sci[i, band_index], err[i, band_index], dq[i, band_index]
@@ -134,8 +135,26 @@ def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int) 
         if prof_y.sum() <= 0:
             continue
         flux, ferr = extract_optimal(s, e, d, np.repeat(prof_y[:, None], s.shape[1], axis=1))
+        if columns is not None:
+            flux, ferr = flux[columns], ferr[columns]
         out[i] = snr_mean(flux, ferr)
     return out
+
+
+def band_columns(reader: SampleReader, band: str) -> np.ndarray | None:
+    """Columns whose WCS wavelength lies inside `band` of the shipped instrument (None if unknown)."""
+    from slitcli.errors import ConfigError as _ConfigError
+    from slitcli.instrument import load_instrument
+
+    header = reader.fits[f"{band}_SCI"].read_header()
+    try:
+        limits = load_instrument().band(band)
+    except _ConfigError:
+        return None
+    if not all(k in header for k in ("CRVAL1", "CDELT1", "CRPIX1")):
+        return None
+    wave = header["CRVAL1"] + header["CDELT1"] * (np.arange(reader.shape[1]) + 1.0 - header["CRPIX1"])
+    return np.nonzero((wave >= limits.wave_min_aa) & (wave <= limits.wave_max_aa))[0]
 
 
 def predict_file(
@@ -160,12 +179,13 @@ def predict_file(
     rows = []
     with SampleReader(path, bundle.bands, bundle.shape) as reader:
         sources = reader.sources()
+        snr_columns = band_columns(reader, bundle.bands[gi])
         for start, sci, err, dq in reader.iter_chunks(config.batch_size):
             torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
             x = torch.from_numpy(normalise(sci, scales)).to(device)
             mu, logvar = mc_predict(model, x, config.n_mc)
             stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), bundle.temperature)
-            snr = data_snr(sci, err, dq, gi)
+            snr = data_snr(sci, err, dq, gi, snr_columns)
             zwarn = np.zeros(len(sci), np.int64)
             nodata = ~(np.abs(sci).reshape(len(sci), -1).max(axis=1) > 0) | np.all(dq != 0, axis=(1, 2, 3))
             zwarn[nodata] |= ZWARN_BITS["NODATA"]

@@ -38,7 +38,7 @@ from slitcli.modelfile import ModelBundle
 from slitcli.nn import create_model
 from slitcli.samplefile import SampleReader
 
-__all__ = ["TrainConfig", "TrainData", "load_train_data", "train", "normalise", "predict_mean"]
+__all__ = ["TrainConfig", "TrainData", "load_train_data", "concat_train_data", "train", "normalise", "predict_mean"]
 
 PHASES = ("pretrain", "finetune")
 
@@ -95,17 +95,23 @@ class TrainConfig:
 
 @dataclass
 class TrainData:
-    """Cutouts in memory: SCI and ERR float32 [n, bands, ny, nx] (e-/s), true redshifts."""
+    """Cutouts in memory: SCI (and ERR when kept) float32 [n, bands, ny, nx] (e-/s), true
+    redshifts, and the median ERR of each band [e-/s] (the input normalisation scale)."""
 
     sci: np.ndarray
-    err: np.ndarray
+    err: np.ndarray | None
     z: np.ndarray
     path: Path
     file_hash: str
+    err_median: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.err_median is None:
+            self.err_median = np.array([np.median(self.err[:, b]) for b in range(self.err.shape[1])], np.float32)
 
 
-def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, shape=None, progress=None) -> TrainData:
-    """Read a sample file's cutouts of sources with SNR_GI >= `min_snr`."""
+def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, shape=None, progress=None, keep_err: bool = False) -> TrainData:
+    """Read a sample file's cutouts of sources with SNR_GI >= `min_snr` (ERR only if `keep_err`)."""
     with SampleReader(path, bands, shape) as reader:
         sources = reader.sources()
         if sources is None or "Z_TRUE" not in sources.colnames:
@@ -122,18 +128,39 @@ def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, sh
             msg = f"{path}: fewer than 2 sources with SNR_GI >= {min_snr}"
             raise InputError(msg)
         sci = np.empty((idx.size, len(bands), *reader.shape), np.float32)
-        err = np.empty_like(sci)
+        err = np.empty_like(sci) if keep_err else None
+        medians = []
         filled = 0
         for start, s, e, _ in reader.iter_chunks(512):
             sel = keep[start : start + len(s)]
             k = int(sel.sum())
-            sci[filled : filled + k], err[filled : filled + k] = s[sel], e[sel]
+            sci[filled : filled + k] = s[sel]
+            if keep_err:
+                err[filled : filled + k] = e[sel]
+            medians.append(np.median(e[sel], axis=(0, 2, 3)) if k else np.full(len(bands), np.nan))
             filled += k
             if progress:
                 progress(start + len(s), reader.n)
         header = reader.fits[0].read_header()
     file_hash = f"{header.get('CFGHASH', '')}:{header.get('INSTHASH', '')}:seed={header.get('SEED', '')}:n={len(keep)}"
-    return TrainData(sci, err, np.asarray(sources["Z_TRUE"], float)[idx], Path(path), file_hash)
+    # The median of chunk medians: the ERR of a blank pixel is the same everywhere.
+    err_median = np.nanmedian(np.array(medians), axis=0).astype(np.float32)
+    return TrainData(sci, err, np.asarray(sources["Z_TRUE"], float)[idx], Path(path), file_hash, err_median)
+
+
+def concat_train_data(parts: list[TrainData]) -> TrainData:
+    """One TrainData from several (e.g. one per sample file)."""
+    if len(parts) == 1:
+        return parts[0]
+    keep_err = all(p.err is not None for p in parts)
+    return TrainData(
+        np.concatenate([p.sci for p in parts]),
+        np.concatenate([p.err for p in parts]) if keep_err else None,
+        np.concatenate([p.z for p in parts]),
+        Path(",".join(p.path.name for p in parts)),
+        ";".join(p.file_hash for p in parts),
+        np.median([p.err_median for p in parts], axis=0).astype(np.float32),
+    )
 
 
 def normalise(sci: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -219,7 +246,10 @@ def train(
         overrides.setdefault("width", shape[1])
     device = torch.device(device)
     model = create_model(config.architecture, **overrides).to(device)
-    scales = np.array([float(np.median(train_data.err[:, b])) for b in range(train_data.err.shape[1])], np.float32)
+    scales = np.asarray(train_data.err_median, np.float32)
+    if config.augment.noise_scale > 0 and train_data.err is None:
+        msg = "the noise augmentation needs ERR: load the training data with keep_err=True"
+        raise ValueError(msg)
     x_val = normalise(val_data.sci, scales)
     t_train = np.log1p(train_data.z).astype(np.float32)
 
@@ -262,7 +292,8 @@ def train(
         losses = []
         for b in range(steps_per_epoch):
             idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
-            sci, _ = apply(train_data.sci[idx], train_data.err[idx], random_params(len(idx), config.augment, rng), rng, config.augment.wrap)
+            err = None if train_data.err is None else train_data.err[idx]
+            sci, _ = apply(train_data.sci[idx], err, random_params(len(idx), config.augment, rng), rng, config.augment.wrap)
             x = torch.from_numpy(normalise(sci, scales)).to(device)
             mu, logvar = model(x)
             loss = _loss(phase, mu, logvar, torch.from_numpy(t_train[idx]).to(device), config.nll_beta)

@@ -12,7 +12,7 @@ from slitcli.errors import ConfigError
 
 
 def train(
-    train_file: Path = typer.Argument(..., help="Training sample file (from slitcli simulate).", show_default=False),
+    train_files: list[Path] = typer.Argument(..., help="Training sample file(s) (from slitcli simulate).", show_default=False),
     val: Path = typer.Option(..., "--val", help="Validation sample file: picks the best epoch and stops early. Never the test sample.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", show_default=False),
     name: str = typer.Option(None, "--name", help="Model name in the card. Default: the directory name.", show_default=False),
@@ -38,7 +38,7 @@ def train(
 
     from slitcli.modelfile import save_model
     from slitcli.predict import resolve_device
-    from slitcli.train import TrainConfig, load_train_data, train as run_train, with_overrides
+    from slitcli.train import TrainConfig, concat_train_data, load_train_data, train as run_train, with_overrides
 
     with user_errors():
         torch_device = resolve_device(device)
@@ -58,7 +58,7 @@ def train(
                 raise ConfigError(f"{output / f}: exists; use --overwrite to replace it")
         with progress_bar(quiet) as bar:
             task = bar.add_task("reading", total=None)
-            tr = load_train_data(train_file, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n))
+            tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
             va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
             console.print(f"training on {len(tr.z)} sources, validating on {len(va.z)} (SNR_GI >= {cfg.min_snr})") if not quiet else None
             last = {"val": float("nan")}
