@@ -220,6 +220,7 @@ def train(
     stop_after_epochs: int | None = None,
     progress: Callable[[dict], None] | None = None,
     device: str | torch.device = "cpu",
+    init: ModelBundle | None = None,
 ) -> ModelBundle:
     """Train a model; returns it with its card (not yet saved).
 
@@ -235,6 +236,9 @@ def train(
         Called after every batch and epoch with phase, epoch, batch, loss, val_sigma_nmad.
     device : str or torch.device
         Where to train; the returned model is on the CPU.
+    init : ModelBundle, optional
+        Start from this model's weights, architecture and input normalisation
+        (`config.architecture` and `model_overrides` are then ignored).
     """
     t_start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -245,8 +249,19 @@ def train(
         overrides.setdefault("height", shape[0])
         overrides.setdefault("width", shape[1])
     device = torch.device(device)
-    model = create_model(config.architecture, **overrides).to(device)
-    scales = np.asarray(train_data.err_median, np.float32)
+    if init is not None:
+        if tuple(init.bands) != tuple(config.bands) or init.shape != tuple(shape):
+            msg = f"the initial model takes bands {','.join(init.bands)} of {init.shape[0]} x {init.shape[1]}; the data are {','.join(config.bands)} of {shape[0]} x {shape[1]}"
+            raise InputError(msg)
+        config = dataclasses.replace(config, architecture=init.card["architecture"])
+        overrides = dict(init.card["config"])
+        model = create_model(config.architecture, **overrides)
+        model.load_state_dict(init.model.state_dict())
+        model.to(device)
+        scales = init.scales
+    else:
+        model = create_model(config.architecture, **overrides).to(device)
+        scales = np.asarray(train_data.err_median, np.float32)
     if config.augment.noise_scale > 0 and train_data.err is None:
         msg = "the noise augmentation needs ERR: load the training data with keep_err=True"
         raise ValueError(msg)
@@ -341,6 +356,7 @@ def train(
             "train_file": train_data.path.name,
             "train_file_id": train_data.file_hash,
             "val_file": val_data.path.name,
+            "init_from": None if init is None else {"name": init.name, "weights_sha256": init.weights_sha256},
             "n_train": int(len(t_train)),
             "z_range": [float(train_data.z.min()), float(train_data.z.max())],
             "n_val": int(len(val_data.z)),

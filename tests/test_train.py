@@ -79,3 +79,14 @@ def test_pickle_checkpoint_is_refused_without_running_it(tmp_path):
     with pytest.raises(InputError, match="not a slitcli checkpoint that loads without pickle"):
         train(line_data(64, 0), line_data(32, 1), cfg, TINY, checkpoint=ck, resume=True)
     assert not marker.exists()
+
+
+def test_training_can_start_from_a_model():
+    torch.set_num_threads(1)
+    cfg = TrainConfig(pretrain_epochs=1, finetune_epochs=1, batch_size=64, min_snr=0, augment=NO_AUGMENT, seed=0)
+    first = train(line_data(128, 0), line_data(64, 1), cfg, TINY)
+    first.weights_sha256 = "abc"
+    second = train(line_data(128, 2), line_data(64, 1), cfg, None, init=first)
+    assert second.card["config"] == first.card["config"]
+    assert second.card["input"]["scale_e_s"] == first.card["input"]["scale_e_s"]
+    assert second.card["training"]["init_from"]["weights_sha256"] == "abc"

@@ -22,6 +22,7 @@ def train(
     finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs (default 10).", show_default=False),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default 128).", show_default=False),
     max_shift_x: int = typer.Option(None, "--max-shift-x", help="Largest augmentation shift along the dispersion [pixel] (default 3; the paper: 48).", show_default=False),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from this model directory's weights and normalisation (e.g. to continue training on more data).", show_default=False),
     seed: int = typer.Option(None, "--seed", help="Seed of initialisation, batches, augmentation and dropout (default 0).", show_default=False),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint.pt after an interruption; gives the same weights."),
@@ -36,7 +37,7 @@ def train(
     """
     import dataclasses
 
-    from slitcli.modelfile import save_model
+    from slitcli.modelfile import load_model, save_model
     from slitcli.predict import resolve_device
     from slitcli.train import TrainConfig, concat_train_data, load_train_data, train as run_train, with_overrides
 
@@ -69,8 +70,9 @@ def train(
                     return
                 bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
 
+            init = load_model(init_from) if init_from else None
             output.mkdir(parents=True, exist_ok=True)
-            bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device)
+            bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
         save_model(bundle, output, overwrite=True)
         console.print(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)") if not quiet else None
