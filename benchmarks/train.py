@@ -34,7 +34,7 @@ def main():
     scales = np.array([0.03, 0.03], np.float32)
     t = torch.rand(args.batch)
     print(f"batch {args.batch}, {torch.get_num_threads()} threads")
-    print(f"{'architecture':<12} {'parameters':>11} {'samples/s':>10} {'of which augmentation':>22}")
+    print(f"{'architecture':<12} {'parameters':>11} {'samples/s':>10} {'of which augment+normalise':>27}")
     for name, kw in (("slitnet", {}), ("resnet34", {})):
         model = create_model(name, **kw).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -54,7 +54,7 @@ def main():
             opt.step()
         dt = time.perf_counter() - t0
         n_par = sum(p.numel() for p in model.parameters())
-        print(f"{name:<12} {n_par / 1e6:>10.2f}M {steps * args.batch / dt:>10.1f} {100 * t_aug / dt:>21.0f}%")
+        print(f"{name:<12} {n_par / 1e6:>10.2f}M {steps * args.batch / dt:>10.1f} {100 * t_aug / dt:>26.0f}%")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,17 @@ def csst():
     return load_instrument()
 
 
+def assert_one_line_error(result, *needles):
+    """A user error: exit 1, one line on stderr starting 'slitcli: error: ', no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("slitcli: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 def gaussian_blob(size: int, sigma_pix: float, x_off: float = 0.0, y_off: float = 0.0) -> np.ndarray:
     """A unit-sum round Gaussian image centred (x_off, y_off) pixels from the stamp centre."""
     y, x = np.mgrid[:size, :size] - (size - 1) / 2.0

@@ -7,6 +7,7 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from slitcli.catalog import write_catalog
+from conftest import assert_one_line_error
 from slitcli.cli import app
 from slitcli.metrics import METRIC_KEYS, point_metrics
 
@@ -18,16 +19,6 @@ REPORT = ("metrics.ecsv", *PLOTS)
 
 def run(*args):
     return runner.invoke(app, ["evaluate", *map(str, args)])
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("slitcli: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def make_truth(n=80, seed=0):

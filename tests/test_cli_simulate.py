@@ -11,7 +11,7 @@ from astropy.io import fits
 from astropy.table import Table
 from typer.testing import CliRunner
 
-from conftest import write_desi, write_hsc
+from conftest import assert_one_line_error, write_desi, write_hsc
 from slitcli.cli import app
 from slitcli.config import to_dict
 
@@ -20,16 +20,6 @@ runner = CliRunner()
 
 def run(*args):
     return runner.invoke(app, ["simulate", *map(str, args)])
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("slitcli: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
