@@ -36,6 +36,7 @@ from slitcli.errors import InputError
 from slitcli.metrics import sigma_nmad
 from slitcli.modelfile import ModelBundle
 from slitcli.nn import create_model
+from slitcli.nn.registry import model_config
 from slitcli.samplefile import SampleReader
 
 __all__ = ["TrainConfig", "TrainData", "load_train_data", "concat_train_data", "train", "normalise", "predict_mean"]
@@ -340,7 +341,7 @@ def train(
     card = {
         "name": "",
         "architecture": config.architecture,
-        "config": to_dict(_model_config(config.architecture, overrides)),
+        "config": to_dict(model_config(config.architecture, **overrides)),
         "input": {
             "instrument": "CSST",
             "bands": list(config.bands),
@@ -368,12 +369,6 @@ def train(
         "metrics": {"val_sigma_nmad": state["best_score"] if finished else None},
     }
     return ModelBundle(model, card)
-
-
-def _model_config(name, overrides):
-    from slitcli.nn.registry import model_config
-
-    return model_config(name, **overrides)
 
 
 def _phase_optimiser(model, phase, config, steps_per_epoch):
