@@ -9,9 +9,14 @@ as is, flipped across the dispersion, shifted along it three times (integer, up 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+import fitsio
 import numpy as np
+
+from slitcli.samplefile import SampleReader, check_output_path, temporary_path, write_table
 
 __all__ = [
     "AugmentConfig",
@@ -202,13 +207,6 @@ def augment_sample(src, dst, config: AugmentConfig, seed: int, *, overwrite: boo
     the original) and an ``AUGMENT`` table recording what was done to each copy. The
     direct stamps are not carried over. Written under a temporary name, then renamed.
     """
-    import os
-    from pathlib import Path
-
-    import fitsio
-
-    from slitcli.samplefile import SampleReader, check_output_path, temporary_path
-
     dst = check_output_path(dst, overwrite)
     tmp = temporary_path(dst)
     rng = np.random.default_rng(seed)
@@ -252,29 +250,17 @@ def augment_sample(src, dst, config: AugmentConfig, seed: int, *, overwrite: boo
                 if sources is not None:
                     table = sources[rows]
                     table["COPY"] = copy
-                    _write_table(out, table.as_array(), "SOURCES")
+                    write_table(out, table.as_array(), "SOURCES", "Augmented sources, in cube order")
                 aug = np.zeros(n_out, dtype=[("SOURCE_ID", "i8"), ("COPY", "i2"), *PARAM_DTYPE])
                 aug["SOURCE_ID"] = np.asarray(sources["SOURCE_ID"])[rows] if sources is not None else rows
                 aug["COPY"] = copy
                 for name, _ in PARAM_DTYPE:
                     aug[name] = params[name]
-                _write_table(out, aug, "AUGMENT")
+                write_table(out, aug, "AUGMENT", "What was done to each copy")
             os.replace(tmp, dst)
         finally:
             tmp.unlink(missing_ok=True)
     return dst
-
-
-def _write_table(fits, array, extname):
-    from slitcli.columns import column_unit
-
-    units = []
-    for name in array.dtype.names:
-        try:
-            units.append(column_unit(name))
-        except KeyError:
-            units.append("")
-    fits.write(array, extname=extname, units=units)
 
 
 _STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT", "EXTEND", "EXTNAME"}

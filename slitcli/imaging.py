@@ -15,7 +15,6 @@ __all__ = [
     "convolve_psf",
     "deconvolve_richardson_lucy",
     "isolate_central_source",
-    "fit_stamp",
 ]
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -121,14 +120,3 @@ def isolate_central_source(image: np.ndarray, nsigma: float = 2.0, grow_pix: int
         central = labels[tuple(nearest)]
     mask = ndimage.binary_dilation(labels == central, iterations=grow_pix)
     return np.where(mask, np.clip(data, 0.0, None), 0.0)
-
-
-def fit_stamp(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad with zeros or crop, symmetrically, to a `size` x `size` stamp."""
-    out = np.zeros((size, size), dtype=np.float64)
-    ny, nx = image.shape
-    ys, yo = max((ny - size) // 2, 0), max((size - ny) // 2, 0)
-    xs, xo = max((nx - size) // 2, 0), max((size - nx) // 2, 0)
-    h, w = min(ny, size), min(nx, size)
-    out[yo : yo + h, xo : xo + w] = image[ys : ys + h, xs : xs + w]
-    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,15 +148,3 @@ def load_model(directory: str | Path | None = None) -> ModelBundle:
         raise InputError(msg) from None
     model.eval()
     return ModelBundle(model, card, directory, _sha256(weights))
-
-
-def copy_model(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> Path:
-    """Copy a model directory's two files to `dst`."""
-    src, dst = Path(src), Path(dst)
-    if (dst / WEIGHTS).exists() and not overwrite:
-        msg = f"{dst / WEIGHTS}: exists; use --overwrite to replace it"
-        raise OutputExistsError(msg)
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CARD):
-        shutil.copyfile(src / name, dst / name)
-    return dst

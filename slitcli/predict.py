@@ -143,13 +143,12 @@ def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int, 
 
 def band_columns(reader: SampleReader, band: str) -> np.ndarray | None:
     """Columns whose WCS wavelength lies inside `band` of the shipped instrument (None if unknown)."""
-    from slitcli.errors import ConfigError as _ConfigError
     from slitcli.instrument import load_instrument
 
     header = reader.fits[f"{band}_SCI"].read_header()
     try:
         limits = load_instrument().band(band)
-    except _ConfigError:
+    except ConfigError:
         return None
     if not all(k in header for k in ("CRVAL1", "CDELT1", "CRPIX1")):
         return None

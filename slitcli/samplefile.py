@@ -28,11 +28,11 @@ import yaml
 from slitcli import __version__
 from slitcli.columns import column_description, column_unit
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import OutputExistsError
+from slitcli.errors import InputError, OutputExistsError
 from slitcli.instrument import Instrument, sensitivity
 from slitcli.simulate import BandLayout, SimulateConfig, SimulatedChunk
 
-__all__ = ["SampleWriter", "SampleReader", "write_sample", "check_output_path", "temporary_path"]
+__all__ = ["SampleWriter", "SampleReader", "write_sample", "write_table", "check_output_path", "temporary_path"]
 
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
@@ -54,6 +54,24 @@ def temporary_path(path: Path) -> Path:
 
 def _card(name, value, comment):
     return {"name": name, "value": value, "comment": comment}
+
+
+def write_table(fits: fitsio.FITS, table: np.ndarray, extname: str, what: str) -> None:
+    """Append a binary table whose known columns get units and described TTYPE cards."""
+    names = list(table.dtype.names)
+    known = {c: (column_unit(c), column_description(c)) for c in names if _known_column(c)}
+    fits.write(table, extname=extname, units=[known.get(c, ("", ""))[0] for c in names])
+    hdu = fits[extname]
+    hdu.write_key("EXTNAME", extname, what)
+    hdu.write_keys([_card(f"TTYPE{i + 1}", c, known[c][1][:47]) for i, c in enumerate(names) if c in known])
+
+
+def _known_column(name: str) -> bool:
+    try:
+        column_unit(name)
+    except KeyError:
+        return False
+    return True
 
 
 class SampleWriter:
@@ -148,14 +166,7 @@ class SampleWriter:
         table = np.zeros(wave.size, dtype=[("WAVELENGTH", "f8"), ("SENSITIVITY", "f8")])
         table["WAVELENGTH"] = wave
         table["SENSITIVITY"] = sensitivity(instrument, band, band.first_order, wave)
-        self._write_table(table, f"{band.name}_SENS", "First-order sensitivity of the band")
-
-    def _write_table(self, table, extname, what):
-        names = list(table.dtype.names)
-        self.fits.write(table, extname=extname, units=[column_unit(c) for c in names])
-        hdu = self.fits[extname]
-        hdu.write_key("EXTNAME", extname, what)
-        hdu.write_keys([_card(f"TTYPE{i + 1}", c, column_description(c)[:47]) for i, c in enumerate(names)])
+        write_table(self.fits, table, f"{band.name}_SENS", "First-order sensitivity of the band")
 
     def write(self, chunk: SimulatedChunk) -> None:
         """Write the cutouts and collect the catalogue rows of one chunk."""
@@ -178,7 +189,7 @@ class SampleWriter:
         width = {k: max([len(r[-3 + i]) for r in self.rows] + [1]) for i, k in enumerate(("SED_ID", "SHAPE_ID", "CLASS"))}
         dtype += [(k, f"S{w}") for k, w in width.items()]
         table = np.array(self.rows, dtype=dtype)
-        self._write_table(table, "SOURCES", "Simulated sources, in cube order")
+        write_table(self.fits, table, "SOURCES", "Simulated sources, in cube order")
         self.fits.close()
         os.replace(self.tmp, self.path)
         return self.path
@@ -262,8 +273,6 @@ class SampleReader:
     """
 
     def __init__(self, path: str | Path, bands: tuple[str, ...], shape: tuple[int, int] | None = None):
-        from slitcli.errors import InputError
-
         self.path = Path(path)
         if not self.path.is_file():
             msg = f"{self.path}: file not found"
@@ -310,8 +319,6 @@ class SampleReader:
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx]."""
-        from slitcli.errors import InputError
-
         out = []
         for ext in ("SCI", "ERR", "DQ"):
             cubes = [self.fits[f"{b}_{ext}"][start:stop, :, :] for b in self.bands]

@@ -61,7 +61,8 @@ def train(
             task = bar.add_task("reading", total=None)
             tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
             va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
-            console.print(f"training on {len(tr.z)} sources, validating on {len(va.z)} (SNR_GI >= {cfg.min_snr})") if not quiet else None
+            if not quiet:
+                console.print(f"training on {len(tr.z)} sources, validating on {len(va.z)} (SNR_GI >= {cfg.min_snr})")
             last = {"val": float("nan")}
 
             def show(info):
@@ -75,4 +76,5 @@ def train(
             bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
         save_model(bundle, output, overwrite=True)
-        console.print(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)") if not quiet else None
+        if not quiet:
+            console.print(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")
