@@ -1,16 +1,17 @@
 """1D extraction of slitless cutouts and the paper's SNR.
 
 `extract_optimal` is Horne's (1986, PASP 98, 609) optimal extraction with a given
-spatial profile; `snr_mean` is the paper's SNR: the mean over the spectrum's
-columns of flux/err, with masked columns, negative fluxes and unusable errors
-counting as zero.
+spatial profile; `direct_profile` gives that profile, and the kernel that the source's
+extent along the dispersion smears the extracted spectrum with, from the source's
+direct stamp; `snr_mean` is the paper's SNR: the mean over the spectrum's columns of
+flux/err, with masked columns, negative fluxes and unusable errors counting as zero.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["extract_optimal", "snr_mean"]
+__all__ = ["extract_optimal", "direct_profile", "snr_mean"]
 
 
 def extract_optimal(
@@ -42,6 +43,48 @@ def extract_optimal(
     flux = np.divide((p * np.where(good, sci, 0.0) * inv_var).sum(axis=0), denom, out=np.zeros(sci.shape[1]), where=denom > 0)
     flux_err = np.divide(1.0, np.sqrt(denom), out=np.full(sci.shape[1], np.inf), where=denom > 0)
     return flux, flux_err
+
+
+def direct_profile(stamp: np.ndarray, ny: int, y_trace_pix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-dispersion profile and along-dispersion kernel of a source from its direct stamp.
+
+    The stamp's centre row is put on the trace row `y_trace_pix` of a cutout with `ny`
+    rows (a fractional position shares each row between two, as the dispersion does);
+    the trace is taken parallel to the rows.
+
+    Parameters
+    ----------
+    stamp : array [hs, ws]
+        Direct stamp, each pixel the fraction of the source flux it holds.
+    ny : int
+        Rows of the cutout.
+    y_trace_pix : float
+        Cutout row (0-based) of the trace.
+
+    Returns
+    -------
+    profile_y : array [ny]
+        Flux fraction in each cutout row (the extraction profile, before normalisation).
+    kernel_x : array [ws]
+        Weight of each stamp column in the optimally extracted spectrum: with uniform
+        errors, extracting `profile_y` from a source whose point-source spectrum is s(x)
+        gives sum_j kernel_x[j] s(x - (j - (ws - 1)/2)). It sums to the extracted
+        fraction of the light (1 for a point source).
+    """
+    hs, ws = stamp.shape
+    y0 = y_trace_pix - 0.5 * (hs - 1)
+    base = int(np.floor(y0))
+    frac = y0 - base
+    on_cutout = np.zeros((ny, ws))
+    for shift, weight in ((base, 1.0 - frac), (base + 1, frac)):
+        rows = np.arange(hs) + shift
+        keep = (rows >= 0) & (rows < ny)
+        np.add.at(on_cutout, rows[keep], weight * stamp[keep])
+    profile_y = on_cutout.sum(axis=1)
+    norm = float((profile_y**2).sum())
+    if norm <= 0:
+        return profile_y, np.zeros(ws)
+    return profile_y, profile_y.sum() * (profile_y @ on_cutout) / norm
 
 
 def snr_mean(flux: np.ndarray, flux_err: np.ndarray) -> float:

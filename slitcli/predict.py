@@ -30,7 +30,7 @@ from slitcli.nn.layers import set_mc_dropout
 from slitcli.samplefile import SampleReader
 from slitcli.train import normalise
 
-__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "ZWARN_BITS", "resolve_device"]
+__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "ZWARN_BITS", "resolve_device", "data_snr", "data_zwarn", "source_identity", "band_columns", "catalog_meta"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
 ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16}
@@ -141,6 +141,22 @@ def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int, 
     return out
 
 
+def data_zwarn(sci: np.ndarray, dq: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """ZWARN bits that depend on the data alone: NODATA (blank or fully flagged) and POORDATA (SNR_GI < 1)."""
+    zwarn = np.zeros(len(sci), np.int64)
+    nodata = ~(np.abs(sci).reshape(len(sci), -1).max(axis=1) > 0) | np.all(dq != 0, axis=(1, 2, 3))
+    zwarn[nodata] |= ZWARN_BITS["NODATA"]
+    zwarn[snr < 1.0] |= ZWARN_BITS["POORDATA"]
+    return zwarn
+
+
+def source_identity(sources, start: int, n: int) -> dict:
+    """SOURCE_ID, RA, DEC of sources `start:start+n` from the SOURCES table (running index and NaN without one)."""
+    if sources is not None:
+        return {c: np.asarray(sources[c][start : start + n]) for c in ("SOURCE_ID", "RA", "DEC")}
+    return {"SOURCE_ID": np.arange(start, start + n), "RA": np.full(n, np.nan), "DEC": np.full(n, np.nan)}
+
+
 def band_columns(reader: SampleReader, band: str) -> np.ndarray | None:
     """Columns whose WCS wavelength lies inside `band` of the shipped instrument (None if unknown)."""
     from slitcli.instrument import load_instrument
@@ -185,24 +201,26 @@ def predict_file(
             mu, logvar = mc_predict(model, x, config.n_mc)
             stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), bundle.temperature)
             snr = data_snr(sci, err, dq, gi, snr_columns)
-            zwarn = np.zeros(len(sci), np.int64)
-            nodata = ~(np.abs(sci).reshape(len(sci), -1).max(axis=1) > 0) | np.all(dq != 0, axis=(1, 2, 3))
-            zwarn[nodata] |= ZWARN_BITS["NODATA"]
-            zwarn[snr < 1.0] |= ZWARN_BITS["POORDATA"]
+            zwarn = data_zwarn(sci, dq, snr)
             zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
             zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
-            n = len(sci)
-            if sources is not None:
-                ident = {c: np.asarray(sources[c][start : start + n]) for c in ("SOURCE_ID", "RA", "DEC")}
-            else:
-                ident = {"SOURCE_ID": np.arange(start, start + n), "RA": np.full(n, np.nan), "DEC": np.full(n, np.nan)}
-            rows.append(Table({**ident, **stats, "SNR_GI": snr, "ZWARN": zwarn}))
+            rows.append(Table({**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}))
             if progress:
-                progress(start + n, reader.n)
-    if not rows:
-        msg = f"{path}: no sources"
-        raise InputError(msg)
-    return vstack(rows)
+                progress(start + len(sci), reader.n)
+    return vstack(rows)  # SampleReader refuses a file without sources
+
+
+def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:
+    """Provenance of a CNN catalogue; keys of at most 8 characters, so FITS keeps them as plain cards."""
+    return {
+        "METHOD": "cnn",
+        "MODEL": bundle.name,
+        "MODELSHA": bundle.weights_sha256,
+        "N_MC": config.n_mc,
+        "SEED": config.seed,
+        "TEMPERAT": bundle.temperature,
+        "DEVICE": str(resolve_device(config.device)),
+    }
 
 
 def check_inputs(bundle: ModelBundle, paths) -> int:

@@ -331,6 +331,39 @@ class SampleReader:
                 raise InputError(msg)
         return sci.astype(np.float32), err.astype(np.float32), dq.astype(np.int32)
 
+    def direct(self, start: int, stop: int) -> np.ndarray:
+        """Direct stamps `start:stop` [n, s, s] (flux fraction per pixel); `InputError` if the file has none."""
+        if "DIRECT" not in self.fits:
+            msg = f"{self.path}: no DIRECT HDU; the template route needs the sources' direct stamps"
+            raise InputError(msg)
+        stamps = self.fits["DIRECT"][start:stop, :, :].astype(np.float64)
+        if not np.isfinite(stamps).all():
+            msg = f"{self.path}: NaN or infinite values in the DIRECT stamps {start}:{stop}"
+            raise InputError(msg)
+        return stamps
+
+    def header(self, band: str) -> dict:
+        """WCS keywords of `band` (CRVAL1, CDELT1, CRPIX1 [Angstrom, Angstrom/pixel, 1-based pixel]); `InputError` if any is missing."""
+        header = self.fits[f"{band}_SCI"].read_header()
+        missing = [k for k in ("CRVAL1", "CDELT1", "CRPIX1") if k not in header]
+        if missing:
+            msg = f"{self.path}: HDU {band}_SCI lacks the wavelength keyword(s) {', '.join(missing)}"
+            raise InputError(msg)
+        return {k: float(header[k]) for k in ("CRVAL1", "CDELT1", "CRPIX1")}
+
+    def sensitivity(self, band: str) -> tuple[np.ndarray, np.ndarray]:
+        """The `band`_SENS table: wavelength [Angstrom] and sensitivity [e-/s per erg/s/cm2/Angstrom]."""
+        ext = f"{band}_SENS"
+        if ext not in self.fits:
+            msg = f"{self.path}: no {ext} HDU; the template route needs each band's sensitivity"
+            raise InputError(msg)
+        table = self.fits[ext].read()
+        names = table.dtype.names or ()
+        if "WAVELENGTH" not in names or "SENSITIVITY" not in names:
+            msg = f"{self.path}: HDU {ext} must have columns WAVELENGTH and SENSITIVITY, got {', '.join(names)}"
+            raise InputError(msg)
+        return np.asarray(table["WAVELENGTH"], np.float64), np.asarray(table["SENSITIVITY"], np.float64)
+
     def iter_chunks(self, chunk: int = 256):
         """Yield (start, sci, err, dq) over the whole sample."""
         for start in range(0, self.n, chunk):

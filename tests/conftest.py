@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import astropy.constants as const
+import astropy.units as u
 import numpy as np
 import pytest
 
@@ -23,6 +25,15 @@ def assert_one_line_error(result, *needles):
     assert lines[0].startswith("slitcli: error: ")
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def expected_rate_e_s(csst, band, wave, flam, lo, hi):
+    """Integral of f_lambda x S(lambda) over [lo, hi] [e-/s], with astropy units, independent of slitcli."""
+    sel = (wave >= lo) & (wave <= hi)
+    w = wave[sel] * u.AA
+    tput = np.interp(wave[sel], band.throughput.wave_aa, band.throughput.value)
+    s = csst.collecting_area_cm2 * u.cm**2 * tput * w / (const.h * const.c)
+    return np.trapezoid((flam[sel] * u.erg / u.s / u.cm**2 / u.AA * s).to(1 / u.s / u.AA), w).to_value(1 / u.s)
 
 
 def gaussian_blob(size: int, sigma_pix: float, x_off: float = 0.0, y_off: float = 0.0) -> np.ndarray:

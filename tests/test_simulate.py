@@ -2,25 +2,14 @@
 
 import dataclasses
 
-import astropy.constants as const
-import astropy.units as u
 import numpy as np
 import pytest
 
-from conftest import gaussian_blob, make_source
+from conftest import expected_rate_e_s, gaussian_blob, make_source
 from slitcli.instrument import load_instrument
 from slitcli.simulate import SimulateConfig, band_layout, direct_stamp, simulate_band, simulate_chunk
 
 WAVE = np.arange(3000.0, 11000.0, 0.5)
-
-
-def expected_rate_e_s(csst, band, wave, flam, lo, hi):
-    """Integral of f_lambda x S(lambda) over [lo, hi], with astropy units, independent of slitcli."""
-    sel = (wave >= lo) & (wave <= hi)
-    w = wave[sel] * u.AA
-    tput = np.interp(wave[sel], band.throughput.wave_aa, band.throughput.value)
-    s = csst.collecting_area_cm2 * u.cm**2 * tput * w / (const.h * const.c)
-    return np.trapezoid((flam[sel] * u.erg / u.s / u.cm**2 / u.AA * s).to(1 / u.s / u.AA), w).to_value(1 / u.s)
 
 
 def line_sed(center_aa, flux=1e-15, sigma_aa=1.0):
