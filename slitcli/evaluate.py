@@ -145,19 +145,26 @@ def _check_finite(joined: Table) -> None:
         raise ValueError(msg)
 
 
+def predictive_dof(meta) -> float:
+    """Degrees of freedom of the catalogue's predictive distribution: its ZDOF meta if > 0, else inf (Gaussian)."""
+    dof = float(meta.get("ZDOF", 0.0) or 0.0)
+    return dof if dof > 0 else np.inf
+
+
 def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
     """One row of `point_metrics` per sample of `sample_masks`, for a `join_truth` table.
 
     Columns: ``sample`` (str), every key of `slitcli.metrics.METRIC_KEYS`, and ``n_zwarn``
     (sources with ZWARN != 0, 0 without a ZWARN column). A sample with no source has
-    n = 0 and NaN metrics.
+    n = 0 and NaN metrics. Coverage, calibration error and PIT use the catalogue's
+    predictive distribution (`predictive_dof`).
     """
     _check_finite(joined)
     z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
     warned = np.asarray(joined["ZWARN"]) != 0 if "ZWARN" in joined.colnames else np.zeros(len(joined), dtype=bool)
     rows = []
     for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
-        values = point_metrics(z_pred[mask], zerr[mask], z_true[mask]) if mask.any() else empty_metrics()
+        values = point_metrics(z_pred[mask], zerr[mask], z_true[mask], predictive_dof(joined.meta)) if mask.any() else empty_metrics()
         rows.append({"sample": name, **values, "n_zwarn": int(np.count_nonzero(warned & mask))})
     columns = ["sample", *METRIC_KEYS, "n_zwarn"]
     table = Table(rows=[[row[c] for c in columns] for row in rows], names=columns)

@@ -65,6 +65,17 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("temperature", 1.0))
 
     @property
+    def snr_power(self) -> float:
+        """Power p of the SNR-dependent uncertainty scale (clip(SNR_GI, 1, 30) / 3)^p; 0 before calibration."""
+        return float(self.card.get("calibration", {}).get("snr_power", 0.0) or 0.0)
+
+    @property
+    def tail_dof(self) -> float:
+        """Degrees of freedom of the Student t predictive distribution (inf: Gaussian)."""
+        dof = self.card.get("calibration", {}).get("tail_dof")
+        return float("inf") if dof is None else float(dof)
+
+    @property
     def name(self) -> str:
         return self.card.get("name", "")
 

@@ -81,15 +81,15 @@ def plot_z_pred_vs_true(z_pred, z_true, path, *, snr=None, snr_cuts=(1, 3, 5, 10
     return _save(fig, path)
 
 
-def plot_calibration(z_pred, zerr, z_true, path) -> Path:
-    """Coverage of the central Gaussian intervals against their confidence level, with the diagonal."""
-    levels, cov = metrics.calibration_curve(z_pred, zerr, z_true)
+def plot_calibration(z_pred, zerr, z_true, path, *, dof: float = np.inf) -> Path:
+    """Coverage of the central intervals of the predictive distribution against their confidence level, with the diagonal."""
+    levels, cov = metrics.calibration_curve(z_pred, zerr, z_true, dof=dof)
     fig = Figure(figsize=(4.5, 4.5), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="calibrated")
     ax.plot(levels, cov, color="tab:blue", lw=1.5, label="predictions")
     ax.fill_between(levels, levels, cov, color="tab:blue", alpha=0.15, lw=0)
-    _note(ax, f"n = {np.size(z_pred)}\nRMS calibration error = {metrics.calibration_error(z_pred, zerr, z_true):.4f}\n"
+    _note(ax, f"n = {np.size(z_pred)}\nRMS calibration error = {metrics.calibration_error(z_pred, zerr, z_true, dof=dof):.4f}\n"
               "above the diagonal: ZERR too large")
     ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel="confidence level", ylabel="coverage (fraction inside the interval)")
     ax.legend(loc="lower right", fontsize=8)
@@ -130,14 +130,14 @@ def plot_residual_vs_snr(z_pred, zerr, z_true, snr, path, *, snr_label: str = "S
     return _save(fig, path)
 
 
-def plot_pit(z_pred, zerr, z_true, path, *, n_bins: int = 20) -> Path:
+def plot_pit(z_pred, zerr, z_true, path, *, n_bins: int = 20, dof: float = np.inf) -> Path:
     """Histogram of the PIT values Phi((z_true - z_pred)/ZERR); flat at 1 when calibrated."""
-    values = metrics.pit(z_pred, zerr, z_true)
+    values = metrics.pit(z_pred, zerr, z_true, dof)
     fig = Figure(figsize=(5.0, 3.8), layout="constrained")
     ax = fig.subplots()
     heights, _, _ = ax.hist(values, bins=np.linspace(0, 1, n_bins + 1), density=True, color="tab:blue", alpha=0.7)
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="uniform")
-    _note(ax, f"n = {values.size}\nKS distance = {metrics.pit_ks(z_pred, zerr, z_true):.4f}\n"
+    _note(ax, f"n = {values.size}\nKS distance = {metrics.pit_ks(z_pred, zerr, z_true, dof):.4f}\n"
               "U shape: ZERR too small; hump: too large")
     ax.set(xlim=(0, 1), ylim=(0, 1.45 * max(heights.max(), 1.0)), xlabel="PIT", ylabel="density")
     ax.legend(loc="upper right", fontsize=8)

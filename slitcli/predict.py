@@ -10,7 +10,9 @@ t = ln(1 + z); per source, over the T passes:
     ZERR_ALE = (1 + Z) sqrt(mean_t exp(logvar_t))       x temperature
     ZERR     = sqrt(ZERR_EPI^2 + ZERR_ALE^2)
 
-and the quantiles are those of N(Z, ZERR).
+where the temperature is that of the calibration, times (SNR_GI / 3)^p if it chose an
+SNR power p, and the quantiles are those of N(Z, ZERR), or, where calibration chose heavier tails,
+of a Student t of `dof` degrees of freedom whose 68.27% interval is Z +- ZERR.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from astropy.table import Table, vstack
-from scipy.stats import norm
 
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import extract_optimal, snr_mean
+from slitcli.calibration import snr_scale
+from slitcli.metrics import standard_quantile
 from slitcli.modelfile import ModelBundle
 from slitcli.nn.layers import set_mc_dropout
 from slitcli.samplefile import SampleReader
@@ -111,8 +114,12 @@ def mc_predict_naive(model: torch.nn.Module, x: torch.Tensor, n_mc: int) -> tupl
     return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
 
-def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float = 1.0) -> dict:
-    """Per-source Z, ZERR, ZERR_EPI, ZERR_ALE and quantiles from MC samples [T, n] of t = ln(1+z)."""
+def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float | np.ndarray = 1.0, dof: float = np.inf) -> dict:
+    """Per-source Z, ZERR, ZERR_EPI, ZERR_ALE and quantiles from MC samples [T, n] of t = ln(1+z).
+
+    `temperature` scales the uncertainties: one number, or one per source (the calibration's
+    SNR-dependent scale).
+    """
     t_mean = mu_t.mean(axis=0)
     z = np.expm1(t_mean)
     epi = (1 + z) * mu_t.std(axis=0, ddof=1) * temperature
@@ -120,7 +127,7 @@ def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float = 1.0) 
     zerr = np.hypot(epi, ale)
     out = {"Z": z, "ZERR": zerr, "ZERR_EPI": epi, "ZERR_ALE": ale}
     for name, q in _QUANTILES.items():
-        out[name] = z + norm.ppf(q) * zerr
+        out[name] = z + standard_quantile(q, dof) * zerr
     return out
 
 
@@ -199,8 +206,9 @@ def predict_file(
             torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
             x = torch.from_numpy(normalise(sci, scales)).to(device)
             mu, logvar = mc_predict(model, x, config.n_mc)
-            stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), bundle.temperature)
             snr = data_snr(sci, err, dq, gi, snr_columns)
+            scale = bundle.temperature * snr_scale(snr, bundle.snr_power)
+            stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), scale, bundle.tail_dof)
             zwarn = data_zwarn(sci, dq, snr)
             zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
             zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
@@ -219,7 +227,10 @@ def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:
         "N_MC": config.n_mc,
         "SEED": config.seed,
         "TEMPERAT": bundle.temperature,
+        "SNRPOWER": bundle.snr_power,
         "DEVICE": str(resolve_device(config.device)),
+        # Student t degrees of freedom of the predictive distribution; 0 means Gaussian.
+        "ZDOF": bundle.tail_dof if np.isfinite(bundle.tail_dof) else 0.0,
     }
 
 

@@ -18,6 +18,7 @@ from astropy.table import Table
 from slitcli import plots
 from slitcli.catalog import write_catalog
 from slitcli.errors import OutputExistsError
+from slitcli.evaluate import predictive_dof
 
 __all__ = ["REPORT_FILES", "check_report_dir", "write_report"]
 
@@ -44,11 +45,11 @@ def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str
     files = [
         write_catalog(metrics, stage / "metrics.ecsv"),
         plots.plot_z_pred_vs_true(z_pred, z_true, stage / "z_pred_vs_true.png", snr=snr, snr_cuts=snr_cuts, snr_label=snr_column),
-        plots.plot_calibration(z_pred, zerr, z_true, stage / "calibration.png"),
+        plots.plot_calibration(z_pred, zerr, z_true, stage / "calibration.png", dof=predictive_dof(joined.meta)),
     ]
     if snr is not None:
         files.append(plots.plot_residual_vs_snr(z_pred, zerr, z_true, snr, stage / "residual_vs_snr.png", snr_label=snr_column))
-    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png"))
+    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=predictive_dof(joined.meta)))
     return files
 
 

@@ -89,8 +89,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.pretrain_epochs < 0 or self.finetune_epochs < 1 or self.batch_size < 2 or self.patience < 1:
-            msg = "need pretrain_epochs >= 0, finetune_epochs >= 1, batch_size >= 2, patience >= 1"
+        if self.pretrain_epochs < 0 or self.finetune_epochs < 0 or self.pretrain_epochs + self.finetune_epochs < 1 or self.batch_size < 2 or self.patience < 1:
+            msg = "need pretrain_epochs >= 0, finetune_epochs >= 0 (0: a deterministic model), at least one epoch, batch_size >= 2, patience >= 1"
             raise ValueError(msg)
 
 

@@ -62,3 +62,54 @@ def test_needs_positive_zerr(bad):
     sigma[4] = bad
     with pytest.raises(InputError, match="ZERR finite and > 0"):
         fit_temperature(z_pred, sigma, z_true)
+
+
+def test_heavy_tails_are_fitted_with_their_shape():
+    """Residuals with t_3 tails: no single Gaussian T fits 68% and 95%; the fitted (T, dof) does."""
+    from slitcli.calibration import fit_calibration
+    from scipy.stats import t as student_t
+
+    from slitcli.metrics import coverage
+
+    rng = np.random.default_rng(4)
+    z_true = rng.uniform(0.1, 2.0, 20_000)
+    sigma = 0.01 * (1 + z_true)
+    z_pred = z_true + sigma * rng.standard_t(3.0, z_true.size) / student_t.ppf(0.841344746, 3.0)
+    t_gauss = fit_temperature(z_pred, 2 * sigma, z_true)
+    gauss = [coverage(z_pred, t_gauss * 2 * sigma, z_true, c) for c in (0.68, 0.95)]
+    assert abs(gauss[0] - 0.68) > 0.03 or abs(gauss[1] - 0.95) > 0.03
+    cal = fit_calibration(z_pred, 2 * sigma, z_true)
+    assert cal.dof in (2.5, 3.0, 4.0) and cal.temperature == pytest.approx(0.5, rel=0.05) and cal.snr_power == 0.0
+    for c in (0.68, 0.95):
+        assert coverage(z_pred, cal.temperature * 2 * sigma, z_true, c, cal.dof) == pytest.approx(c, abs=0.01)
+
+
+def test_gaussian_residuals_keep_light_tails():
+    from slitcli.calibration import fit_calibration
+
+    z_pred, sigma, z_true = gaussian_predictions(20_000)
+    cal = fit_calibration(z_pred, sigma, z_true)
+    assert cal.dof >= 20 and cal.temperature == pytest.approx(1.0, rel=0.03)
+
+
+def test_an_snr_dependent_mis_scaling_is_undone():
+    """Raw errors 2x too large at SNR 1 and 2x too small at SNR 30: one T cannot fix both ends; T (snr/3)^p does."""
+    from slitcli.calibration import binned_objective, fit_calibration, snr_scale
+    from slitcli.metrics import coverage
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    snr = np.exp(rng.uniform(0.0, np.log(30.0), n))
+    z_true = rng.uniform(0.1, 2.0, n)
+    sigma = 0.02 * (1 + z_true) / np.sqrt(snr)
+    z_pred = z_true + rng.normal(0.0, sigma)
+    raw = sigma * 2.0 * (snr / 1.0) ** (-np.log(4.0) / np.log(30.0))  # x2 at snr 1, x0.5 at snr 30
+    cal = fit_calibration(z_pred, raw, z_true, snr)
+    assert cal.snr_power == pytest.approx(np.log(4.0) / np.log(30.0), abs=0.06)
+    assert cal.dof >= 10
+    calibrated = cal.temperature * snr_scale(snr, cal.snr_power) * raw
+    for lo in (1, 10):
+        sel = snr >= lo
+        assert coverage(z_pred[sel], calibrated[sel], z_true[sel], 0.68, cal.dof) == pytest.approx(0.68, abs=0.02)
+    pooled = fit_calibration(z_pred, raw, z_true)
+    assert binned_objective(z_pred, calibrated, z_true, snr, cal.dof) < 0.2 * binned_objective(z_pred, pooled.temperature * raw, z_true, snr, pooled.dof)

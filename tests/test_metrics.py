@@ -147,3 +147,29 @@ def test_bad_input_raises():
         metrics.coverage([0.1], [-0.01], [0.1], 0.68)
     with pytest.raises(ValueError, match="levels"):
         metrics.coverage([0.1], [0.01], [0.1], 1.0)
+
+
+def test_student_t_half_width_and_quantiles():
+    from scipy.stats import t as student_t
+
+    # The 68.27% interval is +-1 zerr for any shape; the 95% one widens as the tails grow.
+    assert metrics.half_width(0.682689492, dof=3.0) == pytest.approx(1.0, rel=1e-6)
+    assert metrics.half_width(0.95, dof=3.0) == pytest.approx(student_t.ppf(0.975, 3) / student_t.ppf(0.841344746, 3), rel=1e-8)
+    assert metrics.half_width(0.95, dof=3.0) > metrics.half_width(0.95) == pytest.approx(1.959964, rel=1e-6)
+    assert metrics.half_width(0.95, dof=1e6) == pytest.approx(metrics.half_width(0.95), rel=1e-5)
+    np.testing.assert_allclose(metrics.standard_quantile([0.16, 0.5, 0.84], dof=4.0), [-0.99411, 0.0, 0.99411], atol=1e-3)
+
+
+def test_coverage_of_a_student_t_sample_is_nominal_with_its_dof():
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0)
+    dof = 3.0
+    z_true = np.full(200_000, 1.0)
+    zerr = np.full(z_true.size, 0.01)
+    # Residuals drawn from the predictive distribution itself: t_3 scaled to a 68.27% half-width of zerr.
+    z_pred = z_true + zerr * rng.standard_t(dof, z_true.size) / student_t.ppf(0.841344746, dof)
+    assert metrics.coverage(z_pred, zerr, z_true, 0.68, dof) == pytest.approx(0.68, abs=0.004)
+    assert metrics.coverage(z_pred, zerr, z_true, 0.95, dof) == pytest.approx(0.95, abs=0.003)
+    assert metrics.coverage(z_pred, zerr, z_true, 0.95) < 0.92  # read as Gaussian, the tails are missed
+    assert metrics.pit_ks(z_pred, zerr, z_true, dof) < 0.005

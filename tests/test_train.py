@@ -90,3 +90,11 @@ def test_training_can_start_from_a_model():
     assert second.card["config"] == first.card["config"]
     assert second.card["input"]["scale_e_s"] == first.card["input"]["scale_e_s"]
     assert second.card["training"]["init_from"]["weights_sha256"] == "abc"
+
+
+def test_zero_finetune_epochs_gives_the_deterministic_model():
+    torch.set_num_threads(1)
+    cfg = TrainConfig(pretrain_epochs=2, finetune_epochs=0, batch_size=64, min_snr=0, augment=NO_AUGMENT, seed=0)
+    bundle = train(line_data(128, 0), line_data(64, 1), cfg, TINY)
+    phases = {h["phase"] for h in bundle.card["training"]["history"]}
+    assert phases == {"pretrain"} and bundle.card["training"]["finished"]

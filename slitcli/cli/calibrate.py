@@ -16,6 +16,7 @@ def calibrate(
     in_place: bool = typer.Option(False, "--in-place", help="Write the temperature into the model directory itself."),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks."),
+    gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -23,7 +24,12 @@ def calibrate(
     """Fit the temperature T that scales every uncertainty so that coverage matches confidence.
 
     T minimises the mean squared difference between the fraction of sources within
-    the Gaussian c-interval and c, for c from 0.10 to 0.99 (the paper's method).
+    the central c-interval and c, for c from 0.10 to 0.99 (the paper's method). By
+    default the shape of the interval is fitted too: a Student t whose degrees of
+    freedom (1.5 to 50, or Gaussian) best match the residuals' tails, so that the 68%
+    and the 95% intervals both hold, and a power p of the measured SNR_GI that the
+    scale follows, T (SNR_GI/3)^p, so that they hold at every SNR; --gaussian keeps the
+    paper's single T and Gaussian.
 
     Example:
 
@@ -45,9 +51,10 @@ def calibrate(
             raise ConfigError(f"{target / 'model.safetensors'}: exists; use --overwrite to replace it")
         with progress_bar(quiet) as bar:
             task = bar.add_task(f"predicting {sample.name}", total=None)
-            result = calibrate_model(bundle, sample, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n))
+            result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))
         save_model(bundle, target, overwrite=True)
         console.print(
-            f"temperature T = {result.temperature:.3f} on {result.n} sources of {result.sample}; "
+            f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
+            f"on {result.n} sources of {result.sample}; "
             f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}; wrote {target}"
         )

@@ -1,0 +1,281 @@
+"""The accuracy study: Bayesian CNN, deterministic CNN and template fitting on one mock.
+
+Run: python benchmarks/accuracy.py -o study [--n-train 12000] [--seed 1000]
+
+Every step is a `slitcli` command (or, for the deterministic CNN's dropout-free pass,
+the library), run in order; its wall time is recorded. Steps:
+
+1. simulate training (n_train and the scaling subsets n_train/4, n_train/2: the same
+   seed, so nested), validation and test samples from the embedded default
+   population, and test samples whose spectra are shifted by 0, 0.5, 1, 2, 4 pixels
+   against the WCS (``--wavelength-shift``);
+2. train, with the default shift augmentations: the deterministic CNN (MSE only), then
+   the Bayesian CNN from it (Gaussian NLL fine-tuning); calibrate on validation;
+3. the same without shift augmentations (the robustness comparison), and with the
+   smaller training sets (the scaling curve);
+4. predict the test samples with each, with the template route and with the model
+   shipped in models/, evaluate each against the truth;
+5. write the tables into docs/results.md between its study markers (text outside
+   them, the discussion, is kept) and print them.
+
+The default sizes run in about an hour on a 2-core CPU; pass larger ones (and a GPU
+with --device cuda) for a bigger study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from slitcli.catalog import write_catalog
+from slitcli.modelfile import load_model
+from slitcli.predict import data_snr, band_columns, source_identity
+from slitcli.samplefile import SampleReader
+from slitcli.train import normalise
+
+SNR_CUTS = (1, 3, 5, 10)
+SHIFTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: Miao et al. (2026), abstract: sigma_NMAD per SNR_GI cut, and mean E/(1+z) at SNR_GI >= 1.
+PAPER = {"sigma_nmad": {1: 0.0104, 3: 0.0047, 5: 0.0037, 10: 0.0024}, "mean_zerr": {1: 0.0155}}
+NO_SHIFT_AUGMENT = "train:\n  augment:\n    max_shift_x: 0\n    subpixel_x: 0.0\n"
+BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
+
+
+class Study:
+    """Runs the steps, skipping any whose output exists (so an interrupted study resumes)."""
+
+    def __init__(self, out: Path, args):
+        self.out = out
+        self.args = args
+        self.times_path = out / "timings.json"
+        self.times = json.loads(self.times_path.read_text()) if self.times_path.exists() else {}
+
+    def run(self, name: str, output: Path, *command):
+        if output.exists():
+            return
+        print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        subprocess.run(["slitcli", *[str(c) for c in command]], check=True)
+        self.times[name] = round(time.perf_counter() - start, 1)
+        self.times_path.write_text(json.dumps(self.times, indent=1))
+
+    def timed(self, name: str, output: Path, fn):
+        if output.exists():
+            return
+        print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        fn()
+        self.times[name] = round(time.perf_counter() - start, 1)
+        self.times_path.write_text(json.dumps(self.times, indent=1))
+
+
+def predict_deterministic(model_dir: Path, sample: Path, output: Path) -> None:
+    """One dropout-free pass: Z from the mean, ZERR from the predicted variance (constant after MSE training)."""
+    bundle = load_model(model_dir)
+    model = bundle.model.eval()
+    rows = []
+    with SampleReader(sample, bundle.bands, bundle.shape) as reader, torch.inference_mode():
+        sources = reader.sources()
+        columns = band_columns(reader, "GI")
+        for start, sci, err, dq in reader.iter_chunks(256):
+            mu, logvar = model(torch.from_numpy(normalise(sci, bundle.scales)))
+            z = np.expm1(mu.double().numpy())
+            zerr = (1 + z) * np.exp(0.5 * logvar.double().numpy())
+            snr = data_snr(sci, err, dq, bundle.bands.index("GI"), columns)
+            rows.append(Table({**source_identity(sources, start, len(sci)), "Z": z, "ZERR": zerr, "SNR_GI": snr}))
+    from astropy.table import vstack
+
+    table = vstack(rows)
+    table.meta.update({"METHOD": "cnn-deterministic", "MODEL": bundle.name})
+    write_catalog(table, output)
+
+
+def metrics(report: Path) -> dict:
+    """{sample name: row dict} of an evaluate report's metrics.ecsv."""
+    table = Table.read(report / "metrics.ecsv")
+    return {str(r["sample"]): {c: (r[c].item() if hasattr(r[c], "item") else r[c]) for c in table.colnames} for r in table}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=Path("study"))
+    parser.add_argument("--n-train", type=int, default=12000)
+    parser.add_argument("--n-val", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=3000)
+    parser.add_argument("--n-shift", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--doc", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "results.md")
+    args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    study = Study(out, args)
+    s, j = args.seed, ["-j", args.workers, "-q"]
+    t_start = time.perf_counter()
+
+    # 1. Samples.
+    sizes = sorted({args.n_train // 4, args.n_train // 2, args.n_train})
+    for n in sizes:
+        study.run(f"simulate train n={n}", out / f"train_{n}.fits", "simulate", "-n", n, "--seed", s + 1, *j, "-o", out / f"train_{n}.fits")
+    study.run("simulate val", out / "val.fits", "simulate", "-n", args.n_val, "--seed", s + 2, *j, "-o", out / "val.fits")
+    study.run("simulate test", out / "test.fits", "simulate", "-n", args.n_test, "--seed", s + 3, *j, "-o", out / "test.fits")
+    for shift in SHIFTS:
+        path = out / f"test_shift{shift:g}.fits"
+        study.run(f"simulate test shift {shift:g}", path, "simulate", "-n", args.n_shift, "--seed", s + 4, "--wavelength-shift", shift, *j, "-o", path)
+
+    # 2-3. Models: (name, training size, extra train options).
+    (out / "noshift.yaml").write_text(NO_SHIFT_AUGMENT)
+    variants = [(f"aug_{n}", n, []) for n in sizes] + [(f"noaug_{args.n_train}", args.n_train, ["--config", out / "noshift.yaml"])]
+    epochs = ["--pretrain-epochs", args.pretrain_epochs]
+    for name, n, extra in variants:
+        det, bayes, cal = out / f"det_{name}", out / f"bayes_{name}", out / f"cal_{name}"
+        common = [out / f"train_{n}.fits", "--val", out / "val.fits", "--device", args.device, "--seed", s, "-q", *extra]
+        study.run(f"train deterministic {name}", det / "model.json", "train", *common, *epochs, "--finetune-epochs", 0, "-o", det)
+        study.run(f"train bayesian {name}", bayes / "model.json", "train", *common, "--init-from", det, "--pretrain-epochs", 0, "--finetune-epochs", args.finetune_epochs, "-o", bayes)
+        study.run(f"calibrate {name}", cal / "model.json", "calibrate", out / "val.fits", "-m", bayes, "-o", cal, "--device", args.device, "-q")
+
+    # 4. Predictions and reports.
+    main_name = f"aug_{args.n_train}"
+    catalogues = {}  # report name -> (catalogue, truth)
+    for name, _, _ in variants:
+        catalogues[f"bayes_{name}"] = (["predict", out / "test.fits", "-m", out / f"cal_{name}", "--device", args.device], out / "test.fits")
+    catalogues["template"] = (["predict", out / "test.fits", "--method", "template"], out / "test.fits")
+    catalogues["shipped"] = (["predict", out / "test.fits", "--device", args.device], out / "test.fits")
+    for shift in SHIFTS:
+        path = out / f"test_shift{shift:g}.fits"
+        for name in (main_name, f"noaug_{args.n_train}"):
+            catalogues[f"shift{shift:g}_bayes_{name}"] = (["predict", path, "-m", out / f"cal_{name}", "--device", args.device], path)
+        catalogues[f"shift{shift:g}_template"] = (["predict", path, "--method", "template"], path)
+    for key, (command, truth) in catalogues.items():
+        z = out / f"z_{key}.ecsv"
+        study.run(f"predict {key}", z, *command, "-q", "-o", z)
+        study.run(f"evaluate {key}", out / f"report_{key}" / "metrics.ecsv", "evaluate", z, "--truth", truth, "-o", out / f"report_{key}")
+    z = out / f"z_det_{main_name}.ecsv"
+    study.timed(f"predict det_{main_name}", z, lambda: predict_deterministic(out / f"det_{main_name}", out / "test.fits", z))
+    study.run(f"evaluate det_{main_name}", out / f"report_det_{main_name}" / "metrics.ecsv", "evaluate", z, "--truth", out / "test.fits", "-o", out / f"report_det_{main_name}")
+
+    # 5. Tables.
+    results = {key: metrics(out / f"report_{key}") for key in [*catalogues, f"det_{main_name}"]}
+    cards = {name: json.loads((out / f"cal_{name}" / "model.json").read_text()) for name, _, _ in variants}
+    (out / "results.json").write_text(json.dumps({"results": results, "timings": study.times}, indent=1, default=float))
+    text = render(args, results, cards, study.times, sizes, main_name, time.perf_counter() - t_start)
+    print(text)
+    write_doc(args.doc, text)
+    for key in (f"bayes_{main_name}", "template"):
+        for png in ("z_pred_vs_true.png", "calibration.png"):
+            dest = args.doc.parent / "results" / f"{key.split('_')[0]}_{png}"
+            dest.parent.mkdir(exist_ok=True)
+            shutil.copyfile(out / f"report_{key}" / png, dest)
+
+
+def _fmt(value, digits=4):
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def render(args, results, cards, times, sizes, main_name, wall_s) -> str:
+    """The Markdown tables of the study."""
+    lines = []
+    cal = cards[main_name]["calibration"]
+    train_card = cards[main_name]["training"]
+    lines += [
+        f"Command: `python benchmarks/accuracy.py -o {args.out} --n-train {args.n_train} --n-val {args.n_val} --n-test {args.n_test} "
+        f"--n-shift {args.n_shift} --seed {args.seed} --pretrain-epochs {args.pretrain_epochs} --finetune-epochs {args.finetune_epochs}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, device {args.device} "
+        f"({'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != 'cpu' else 'CPU'}); "
+        f"whole study {wall_s / 60:.0f} min (steps that had already run are not re-run; step times in `{args.out}/timings.json`).",
+        "",
+        f"Samples (default population, seeds {args.seed + 1} training, {args.seed + 2} validation, {args.seed + 3} test, "
+        f"{args.seed + 4} shifted tests): training {args.n_train} sources ({train_card['n_train']} with SNR_GI >= 1 used), "
+        f"validation {args.n_val}, test {args.n_test}, shifted tests {args.n_shift} each.",
+        "",
+        f"Bayesian CNN ({main_name}): slitnet, {args.pretrain_epochs} MSE epochs then {args.finetune_epochs} NLL epochs at most "
+        f"(early stopping on validation); training {times.get(f'train deterministic {main_name}', 0) / 60:.1f} + "
+        f"{times.get(f'train bayesian {main_name}', 0) / 60:.1f} min; calibrated on validation: T = {cal['temperature']:.3f}, "
+        f"tails {'Gaussian' if cal.get('tail_dof') is None else 'Student t, dof = ' + format(cal['tail_dof'], 'g')}.",
+        "",
+        "### Accuracy on the test sample",
+        "",
+        "| method | SNR_GI >= | n | sigma_NMAD | f(>0.02) | f(>0.15) | bias | mean ZERR/(1+z) | cov. 68% | cov. 95% |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [
+        ("Bayesian CNN (this study, calibrated)", f"bayes_{main_name}"),
+        ("CNN, deterministic (this study)", f"det_{main_name}"),
+        ("Template fit (CWW+Kinney + lines)", "template"),
+        ("Shipped default model (models/)", "shipped"),
+    ]
+    for label, key in rows:
+        for cut in SNR_CUTS:
+            m = results[key].get(f"SNR_GI>={cut}", {})
+            lines.append(
+                f"| {label} | {cut} | {m.get('n', 0)} | {_fmt(m.get('sigma_nmad'))} | {_fmt(m.get('outlier_frac_002'), 3)} | "
+                f"{_fmt(m.get('outlier_frac_015'), 3)} | {_fmt(m.get('bias_median'), 4)} | {_fmt(m.get('mean_zerr'))} | "
+                f"{_fmt(m.get('coverage_68'), 3)} | {_fmt(m.get('coverage_95'), 3)} |"
+            )
+    for cut in SNR_CUTS:
+        lines.append(f"| Paper (Miao et al. 2026), their mock | {cut} | - | {_fmt(PAPER['sigma_nmad'][cut])} | - | - | - | {_fmt(PAPER['mean_zerr'].get(cut))} | - | - |")
+    lines += ["", "### Bayesian CNN against the template fit", "", "| SNR_GI >= | sigma_NMAD CNN | sigma_NMAD template | CNN / template | f(>0.02) CNN | f(>0.02) template |", "|---|---|---|---|---|---|"]
+    for cut in SNR_CUTS:
+        a, b = results[f"bayes_{main_name}"].get(f"SNR_GI>={cut}", {}), results["template"].get(f"SNR_GI>={cut}", {})
+        ratio = a.get("sigma_nmad", np.nan) / b.get("sigma_nmad", np.nan) if b.get("sigma_nmad") else np.nan
+        lines.append(f"| {cut} | {_fmt(a.get('sigma_nmad'))} | {_fmt(b.get('sigma_nmad'))} | {_fmt(ratio, 2)} | {_fmt(a.get('outlier_frac_002'), 3)} | {_fmt(b.get('outlier_frac_002'), 3)} |")
+    lines += [
+        "",
+        "### Wavelength-calibration errors",
+        "",
+        f"Test samples of {args.n_shift} sources whose spectra land shifted along the dispersion against the nominal WCS "
+        "(the source does not move). sigma_NMAD and median bias at SNR_GI >= 3.",
+        "",
+        "| shift [pix] | CNN with shift aug.: sigma_NMAD | bias | CNN without: sigma_NMAD | bias | template: sigma_NMAD | bias |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for shift in SHIFTS:
+        cells = []
+        for key in (f"shift{shift:g}_bayes_{main_name}", f"shift{shift:g}_bayes_noaug_{args.n_train}", f"shift{shift:g}_template"):
+            m = results[key].get("SNR_GI>=3", {})
+            cells += [_fmt(m.get("sigma_nmad")), _fmt(m.get("bias_median"))]
+        lines.append(f"| {shift:g} | " + " | ".join(cells) + " |")
+    lines += ["", "### Training-set size", "", "| training sources | of which SNR_GI >= 1 | sigma_NMAD SNR>=1 | sigma_NMAD SNR>=3 | cov. 68% SNR>=1 | training time [min] |", "|---|---|---|---|---|---|"]
+    for n in sizes:
+        m = results[f"bayes_aug_{n}"]
+        minutes = (times.get(f"train deterministic aug_{n}", 0) + times.get(f"train bayesian aug_{n}", 0)) / 60
+        lines.append(f"| {n} | {cards[f'aug_{n}']['training']['n_train']} | {_fmt(m['SNR_GI>=1']['sigma_nmad'])} | {_fmt(m['SNR_GI>=3']['sigma_nmad'])} | {_fmt(m['SNR_GI>=1']['coverage_68'], 3)} | {minutes:.1f} |")
+    shipped = load_model(None).card
+    m = results["shipped"]
+    lines.append(
+        f"| shipped model: {shipped['training']['n_train']} (SNR_GI >= 1, several stages) | {shipped['training']['n_train']} | "
+        f"{_fmt(m['SNR_GI>=1']['sigma_nmad'])} | {_fmt(m['SNR_GI>=3']['sigma_nmad'])} | {_fmt(m['SNR_GI>=1']['coverage_68'], 3)} | see models/{shipped['name']}/model.json |"
+    )
+    lines += ["", "Plots: `docs/results/bayes_z_pred_vs_true.png`, `docs/results/bayes_calibration.png`, `docs/results/template_z_pred_vs_true.png`, `docs/results/template_calibration.png`."]
+    return "\n".join(lines)
+
+
+def write_doc(path: Path, text: str) -> None:
+    """Put `text` between the study markers of `path`, keeping what is outside them."""
+    old = path.read_text() if path.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in old or END not in old:
+        old = old.rstrip() + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = old.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
