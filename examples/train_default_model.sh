@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the default model on the embedded default data (CPU; about 2.5 h on 2 cores).
+# Train the default model on the embedded default data (CPU; about 3.5 h on 2 cores).
 #
 # This is the recipe of models/slitnet-csst-default, with one difference. The shipped
 # model's first stage (r2) was stopped by hand after 23 pre-training epochs of a 40-epoch
@@ -10,10 +10,11 @@ set -euo pipefail
 out=${1:-default-model-run}
 mkdir -p "$out" && cd "$out"
 
-# Samples: training (20k + 40k), validation (3k, picks epochs and fits the temperature),
+# Samples: training (20k + 40k + 30k), validation (3k, picks epochs and fits the temperature),
 # test (3k, only for evaluate). Different seeds, so no source is shared.
 slitcli simulate -n 20000 --seed 100 -j 2 -q -o train.fits
 slitcli simulate -n 40000 --seed 101 -j 2 -q -o train2.fits
+slitcli simulate -n 30000 --seed 102 -j 2 -q -o train3.fits
 slitcli simulate -n 3000 --seed 200 -j 2 -q -o val.fits
 slitcli simulate -n 3000 --seed 300 -j 2 -q -o test.fits
 
@@ -52,6 +53,17 @@ train:
   patience: 4
 YAML
 slitcli train train.fits train2.fits --val val.fits --init-from stage3 --config stage4.yaml -o stage4
-slitcli calibrate val.fits -m stage4 -o slitnet-csst-default
+# Stage 5 (r6): warm start on all three training files.
+cat > stage5.yaml <<'YAML'
+train:
+  batch_size: 32
+  lr: 0.00015
+  finetune_lr: 0.00008
+  pretrain_epochs: 6
+  finetune_epochs: 4
+  patience: 4
+YAML
+slitcli train train.fits train2.fits train3.fits --val val.fits --init-from stage4 --config stage5.yaml -o stage5
+slitcli calibrate val.fits -m stage5 -o slitnet-csst-default
 slitcli predict test.fits -m slitnet-csst-default -o z_test.ecsv
 slitcli evaluate z_test.ecsv --truth test.fits -o report
