@@ -98,3 +98,5 @@ def test_zero_finetune_epochs_gives_the_deterministic_model():
     bundle = train(line_data(128, 0), line_data(64, 1), cfg, TINY)
     phases = {h["phase"] for h in bundle.card["training"]["history"]}
     assert phases == {"pretrain"} and bundle.card["training"]["finished"]
+    best = min(h["val_sigma_nmad"] for h in bundle.card["training"]["history"])
+    assert bundle.card["metrics"]["val_sigma_nmad"] == best
