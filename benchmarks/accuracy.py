@@ -81,7 +81,8 @@ class Study:
 
 
 def predict_deterministic(model_dir: Path, sample: Path, output: Path) -> None:
-    """One dropout-free pass: Z from the mean, ZERR from the predicted variance (constant after MSE training)."""
+    """One dropout-free pass: Z from the mean; ZERR from the variance output, which MSE training
+    does not fit (the study reports no ZERR or coverage for this model)."""
     bundle = load_model(model_dir)
     model = bundle.model.eval()
     rows = []
@@ -125,7 +126,6 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     study = Study(out, args)
     s, j = args.seed, ["-j", args.workers, "-q"]
-    t_start = time.perf_counter()
 
     # 1. Samples.
     sizes = sorted({args.n_train // 4, args.n_train // 2, args.n_train})
@@ -172,7 +172,7 @@ def main():
     results = {key: metrics(out / f"report_{key}") for key in [*catalogues, f"det_{main_name}"]}
     cards = {name: json.loads((out / f"cal_{name}" / "model.json").read_text()) for name, _, _ in variants}
     (out / "results.json").write_text(json.dumps({"results": results, "timings": study.times}, indent=1, default=float))
-    text = render(args, results, cards, study.times, sizes, main_name, time.perf_counter() - t_start)
+    text = render(args, results, cards, study.times, sizes, main_name)
     print(text)
     write_doc(args.doc, text)
     for key in (f"bayes_{main_name}", "template"):
@@ -188,7 +188,7 @@ def _fmt(value, digits=4):
     return f"{value:.{digits}f}"
 
 
-def render(args, results, cards, times, sizes, main_name, wall_s) -> str:
+def render(args, results, cards, times, sizes, main_name) -> str:
     """The Markdown tables of the study."""
     lines = []
     cal = cards[main_name]["calibration"]
@@ -199,7 +199,8 @@ def render(args, results, cards, times, sizes, main_name, wall_s) -> str:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, device {args.device} "
         f"({'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != 'cpu' else 'CPU'}); "
-        f"whole study {wall_s / 60:.0f} min (steps that had already run are not re-run; step times in `{args.out}/timings.json`).",
+        f"the steps took {sum(times.values()) / 60:.0f} min in all (step times in `{args.out}/timings.json`; "
+        f"an interrupted study resumes, skipping finished steps).",
         "",
         f"Samples (default population, seeds {args.seed + 1} training, {args.seed + 2} validation, {args.seed + 3} test, "
         f"{args.seed + 4} shifted tests): training {args.n_train} sources ({train_card['n_train']} with SNR_GI >= 1 used), "
@@ -223,7 +224,10 @@ def render(args, results, cards, times, sizes, main_name, wall_s) -> str:
     ]
     for label, key in rows:
         for cut in SNR_CUTS:
-            m = results[key].get(f"SNR_GI>={cut}", {})
+            m = dict(results[key].get(f"SNR_GI>={cut}", {}))
+            if key.startswith("det_"):
+                # A deterministic network has no uncertainty of its own: no ZERR, no coverage.
+                m.update(mean_zerr=None, coverage_68=None, coverage_95=None)
             lines.append(
                 f"| {label} | {cut} | {m.get('n', 0)} | {_fmt(m.get('sigma_nmad'))} | {_fmt(m.get('outlier_frac_002'), 3)} | "
                 f"{_fmt(m.get('outlier_frac_015'), 3)} | {_fmt(m.get('bias_median'), 4)} | {_fmt(m.get('mean_zerr'))} | "

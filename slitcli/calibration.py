@@ -20,8 +20,9 @@ The raw uncertainties are also mis-scaled differently at different signal-to-noi
 (too small for the faintest sources, too large for the brightest), which a pooled
 objective hides: the pooled coverage can be right while no SNR bin is. So the scale may
 depend on the measured SNR_GI as a power law, ``T (snr / 3)^p`` with snr clipped to
-[1, 30], and the shape (p, dof) is chosen by the mean of the objective over SNR bins
-(`SNR_BINS`) while T is fitted on the pooled sample for each shape.
+[1, 30]. For each shape (p, dof), T is fitted on the pooled sample by the objective above
+(every level); the shape is the one whose published intervals, the 68.27% (Z160-Z840, ZERR)
+and 95.45% (Z025-Z975) ones, hold best on average over the SNR bins (`SNR_BINS`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from slitcli.errors import InputError
 from slitcli.metrics import DEFAULT_LEVELS, half_width, normalised_residuals
 
-__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "T_RANGE"]
+__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "T_RANGE"]
 
 #: Fewest sources `fit_temperature` accepts.
 MIN_SOURCES = 10
@@ -45,6 +46,8 @@ DOF_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0, 50.0, np.inf)
 SNR_POWERS = tuple(np.round(np.arange(-1.0, 0.51, 0.1), 2))
 SNR_PIVOT = 3.0
 SNR_CLIP = (1.0, 30.0)
+#: Levels of the intervals a catalogue publishes (ZERR, and Z025-Z975): they pick the shape.
+PUBLISHED_LEVELS = (0.682689492, 0.954499736)
 #: Edges of the SNR bins whose mean objective picks the shape.
 SNR_BINS = (1.0, 2.0, 3.0, 5.0, 10.0, np.inf)
 _N_COARSE = 4000
@@ -132,10 +135,11 @@ def binned_objective(z_pred, zerr, z_true, snr, dof: float = np.inf, levels=DEFA
     return float(np.mean(scores)) if scores else float(temperature_objective(z_pred, zerr, z_true, 1.0, levels, dof)[0])
 
 
-def fit_calibration(z_pred, zerr, z_true, snr=None, levels=DEFAULT_LEVELS, dofs=DOF_GRID, powers=SNR_POWERS) -> Calibration:
+def fit_calibration(z_pred, zerr, z_true, snr=None, levels=DEFAULT_LEVELS, dofs=DOF_GRID, powers=SNR_POWERS, shape_levels=PUBLISHED_LEVELS) -> Calibration:
     """The calibration (T, dof, SNR power) that best calibrates the sample; see the module docstring.
 
-    Without `snr` the power is 0 and (T, dof) minimise the pooled objective.
+    T minimises the objective at `levels` for each shape; the shape minimises the objective at
+    `shape_levels`, averaged over SNR bins (pooled without `snr`, and then the power is 0).
     """
     z_pred, zerr, z_true = (np.asarray(a, dtype=np.float64) for a in (z_pred, zerr, z_true))
     best = None
@@ -144,9 +148,9 @@ def fit_calibration(z_pred, zerr, z_true, snr=None, levels=DEFAULT_LEVELS, dofs=
         for dof in dofs:
             t = fit_temperature(z_pred, scaled, z_true, levels, dof)
             if snr is None:
-                score = float(temperature_objective(z_pred, scaled, z_true, t, levels, dof)[0])
+                score = float(temperature_objective(z_pred, scaled, z_true, t, shape_levels, dof)[0])
             else:
-                score = binned_objective(z_pred, t * scaled, z_true, np.asarray(snr, dtype=np.float64), dof, levels)
+                score = binned_objective(z_pred, t * scaled, z_true, np.asarray(snr, dtype=np.float64), dof, shape_levels)
             if best is None or score < best[0] - 1e-12:
                 best = (score, Calibration(t, float(dof), float(power)))
     return best[1]

@@ -294,6 +294,8 @@ def train(
                 model.load_state_dict(state["best"])
                 first = np.arange(min(len(t_train), 2048))
                 _start_logvar(model, normalise(train_data.sci[first], scales), t_train[first])
+                # The best state now carries that variance too: it is the result if there is no fine-tuning.
+                state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 # With no fine-tuning the model stays the pre-trained best, and so does its score.
                 state.update(phase="finetune", epoch=0, best_score=state["best_score"] if config.finetune_epochs == 0 else math.inf, stale=0)
                 opt, sched = _phase_optimiser(model, "finetune", config, steps_per_epoch)

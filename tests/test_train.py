@@ -100,3 +100,6 @@ def test_zero_finetune_epochs_gives_the_deterministic_model():
     assert phases == {"pretrain"} and bundle.card["training"]["finished"]
     best = min(h["val_sigma_nmad"] for h in bundle.card["training"]["history"])
     assert bundle.card["metrics"]["val_sigma_nmad"] == best
+    # Its variance output is the training mean squared error, the same for every input.
+    head = bundle.model.head.logvar
+    assert float(head.weight.detach().abs().max()) == 0.0 and float(head.bias.detach()) < np.log(0.5)

@@ -54,7 +54,7 @@ def calibrate(
             result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))
         save_model(bundle, target, overwrite=True)
         console.print(
-            f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
+            f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
             f"on {result.n} sources of {result.sample}; "
             f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}; wrote {target}"
         )
