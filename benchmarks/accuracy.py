@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from slitcli.catalog import write_catalog
 from slitcli.modelfile import load_model
-from slitcli.predict import data_snr, band_columns, source_identity
+from slitcli.predict import band_columns, data_snr, source_identity
 from slitcli.samplefile import SampleReader
 from slitcli.train import normalise
 
@@ -95,8 +95,6 @@ def predict_deterministic(model_dir: Path, sample: Path, output: Path) -> None:
             zerr = (1 + z) * np.exp(0.5 * logvar.double().numpy())
             snr = data_snr(sci, err, dq, bundle.bands.index("GI"), columns)
             rows.append(Table({**source_identity(sources, start, len(sci)), "Z": z, "ZERR": zerr, "SNR_GI": snr}))
-    from astropy.table import vstack
-
     table = vstack(rows)
     table.meta.update({"METHOD": "cnn-deterministic", "MODEL": bundle.name})
     write_catalog(table, output)

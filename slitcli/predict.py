@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from astropy.table import Table, vstack
 
-from slitcli.errors import ConfigError, InputError
-from slitcli.extract import extract_optimal, snr_mean
 from slitcli.calibration import snr_scale
+from slitcli.errors import ConfigError
+from slitcli.extract import extract_optimal, snr_mean
 from slitcli.metrics import standard_quantile
 from slitcli.modelfile import ModelBundle
 from slitcli.nn.layers import set_mc_dropout

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from conftest import expected_rate_e_s, gaussian_blob, make_source
-from slitcli.instrument import load_instrument
 from slitcli.simulate import SimulateConfig, band_layout, direct_stamp, simulate_band, simulate_chunk
 
 WAVE = np.arange(3000.0, 11000.0, 0.5)
