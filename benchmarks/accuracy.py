@@ -62,15 +62,11 @@ class Study:
         self.times = json.loads(self.times_path.read_text()) if self.times_path.exists() else {}
 
     def run(self, name: str, output: Path, *command):
-        if output.exists():
-            return
-        print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        subprocess.run(["slitcli", *[str(c) for c in command]], check=True)
-        self.times[name] = round(time.perf_counter() - start, 1)
-        self.times_path.write_text(json.dumps(self.times, indent=1))
+        """Run `slitcli *command` unless `output` exists."""
+        self.timed(name, output, lambda: subprocess.run(["slitcli", *[str(c) for c in command]], check=True))
 
     def timed(self, name: str, output: Path, fn):
+        """Call `fn()` unless `output` exists, and record its wall time under `name`."""
         if output.exists():
             return
         print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)

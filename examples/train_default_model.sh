@@ -20,50 +20,19 @@ slitcli simulate -n 3000 --seed 300 -j 2 -q -o test.fits
 
 # Stage 1 (r2): 9.3k training sources with SNR_GI >= 1.
 slitcli train train.fits --val val.fits -o stage1 --batch-size 32 --pretrain-epochs 20 --finetune-epochs 1
-# Stage 2 (r3): warm start on all 28k training sources, lower learning rate.
-cat > stage2.yaml <<'YAML'
-train:
-  batch_size: 32
-  lr: 0.0005
-  finetune_lr: 0.0003
-  pretrain_epochs: 12
-  finetune_epochs: 4
-  patience: 4
-YAML
-slitcli train train.fits train2.fits --val val.fits --init-from stage1 --config stage2.yaml -o stage2
-# Stage 3 (r4): warm start again, lower learning rate; kept only if its validation sigma_NMAD is better.
-cat > stage3.yaml <<'YAML'
-train:
-  batch_size: 32
-  lr: 0.0003
-  finetune_lr: 0.00015
-  pretrain_epochs: 8
-  finetune_epochs: 4
-  patience: 4
-YAML
-slitcli train train.fits train2.fits --val val.fits --init-from stage2 --config stage3.yaml -o stage3
-# Stage 4 (r5): once more, lower still.
-cat > stage4.yaml <<'YAML'
-train:
-  batch_size: 32
-  lr: 0.0002
-  finetune_lr: 0.0001
-  pretrain_epochs: 6
-  finetune_epochs: 4
-  patience: 4
-YAML
-slitcli train train.fits train2.fits --val val.fits --init-from stage3 --config stage4.yaml -o stage4
-# Stage 5 (r6): warm start on all three training files.
-cat > stage5.yaml <<'YAML'
-train:
-  batch_size: 32
-  lr: 0.00015
-  finetune_lr: 0.00008
-  pretrain_epochs: 6
-  finetune_epochs: 4
-  patience: 4
-YAML
-slitcli train train.fits train2.fits train3.fits --val val.fits --init-from stage4 --config stage5.yaml -o stage5
+# Stages 2-5: warm starts with lower learning rates, each kept only if its validation
+# sigma_NMAD beats the previous one. stage NAME FROM LR FINETUNE_LR PRETRAIN_EPOCHS FILES...
+stage() {
+  local name=$1 from=$2 lr=$3 flr=$4 epochs=$5
+  shift 5
+  printf 'train:\n  batch_size: 32\n  lr: %s\n  finetune_lr: %s\n  pretrain_epochs: %s\n  finetune_epochs: 4\n  patience: 4\n' \
+    "$lr" "$flr" "$epochs" > "$name.yaml"
+  slitcli train "$@" --val val.fits --init-from "$from" --config "$name.yaml" -o "$name"
+}
+stage stage2 stage1 0.0005 0.0003 12 train.fits train2.fits               # r3: all 28k sources
+stage stage3 stage2 0.0003 0.00015 8 train.fits train2.fits               # r4
+stage stage4 stage3 0.0002 0.0001 6 train.fits train2.fits                # r5
+stage stage5 stage4 0.00015 0.00008 6 train.fits train2.fits train3.fits  # r6: 42k sources
 slitcli calibrate val.fits -m stage5 -o slitnet-csst-default
 slitcli predict test.fits -m slitnet-csst-default -o z_test.ecsv
 slitcli evaluate z_test.ecsv --truth test.fits -o report

@@ -27,7 +27,6 @@ __all__ = [
     "bias_mean",
     "mean_zerr",
     "normalised_residuals",
-    "gaussian_half_width",
     "half_width",
     "standard_quantile",
     "coverage",
@@ -125,15 +124,6 @@ def normalised_residuals(z_pred, zerr, z_true) -> np.ndarray:
         return np.where(adz == 0, 0.0, adz / zerr)
 
 
-def gaussian_half_width(levels) -> np.ndarray:
-    """Half-width k, in sigmas, of the central interval of N(0, 1) holding `levels`: Phi^-1(0.5 + level/2)."""
-    levels = np.asarray(levels, dtype=np.float64)
-    if not np.all((levels > 0) & (levels < 1)):
-        msg = "confidence levels must lie strictly between 0 and 1"
-        raise ValueError(msg)
-    return norm.ppf(0.5 + levels / 2.0)
-
-
 def standard_quantile(q, dof: float = np.inf) -> np.ndarray:
     """Quantile `q` of the predictive distribution of zero mean and unit zerr: Gaussian, or a Student t (see `half_width`)."""
     q = np.asarray(q, dtype=np.float64)
@@ -152,7 +142,9 @@ def half_width(levels, dof: float = np.inf) -> np.ndarray:
     divided by t_dof^-1(Phi(1)), so that the 68.27% interval is +-1 zerr.
     """
     levels = np.asarray(levels, dtype=np.float64)
-    gaussian_half_width(levels)  # checks the levels
+    if not np.all((levels > 0) & (levels < 1)):
+        msg = "confidence levels must lie strictly between 0 and 1"
+        raise ValueError(msg)
     return standard_quantile(0.5 + levels / 2.0, dof)
 
 

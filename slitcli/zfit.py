@@ -33,6 +33,7 @@ from scipy.special import ndtri
 
 from slitcli.errors import ConfigError
 from slitcli.extract import direct_profile, extract_optimal
+from slitcli.predict import ZWARN_BITS, band_columns, data_snr, data_zwarn, source_identity
 from slitcli.samplefile import SampleReader
 from slitcli.templates import TemplateBasis, load_templates
 
@@ -326,8 +327,6 @@ def _grid_spectra(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray, 
 
 def band_geometry(reader: SampleReader, band: str, stamp_width: int) -> BandGeometry:
     """The `BandGeometry` of `band` in an open sample file."""
-    from slitcli.predict import band_columns
-
     wcs = reader.header(band)
     wave, sens = reader.sensitivity(band)
     cols = band_columns(reader, band)
@@ -360,8 +359,6 @@ def fit_file(
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
     """Template-fit every source of one sample file; the catalogue rows (columns as `slitcli.predict`)."""
-    from slitcli.predict import ZWARN_BITS, data_snr, data_zwarn, source_identity
-
     basis = load_templates()
     gi = bands.index("GI") if "GI" in bands else len(bands) - 1
     rows = []
