@@ -38,11 +38,12 @@ import numpy as np
 import torch
 from astropy.table import Table, vstack
 
-from slitcli.catalog import write_catalog
-from slitcli.modelfile import load_model
-from slitcli.predict import band_columns, data_snr, source_identity
-from slitcli.samplefile import SampleReader
-from slitcli.train import normalise
+from slitcli.extract import data_snr, sample_band_columns
+from slitcli.io.catalog import write_catalog
+from slitcli.io.redshift import source_identity
+from slitcli.io.samplefile import SampleReader
+from slitcli.nn.modelfile import load_model
+from slitcli.nn.train import normalise
 
 SNR_CUTS = (1, 3, 5, 10)
 SHIFTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -84,7 +85,7 @@ def predict_deterministic(model_dir: Path, sample: Path, output: Path) -> None:
     rows = []
     with SampleReader(sample, bundle.bands, bundle.shape) as reader, torch.inference_mode():
         sources = reader.sources()
-        columns = band_columns(reader, "GI")
+        columns = sample_band_columns(reader, "GI")
         for start, sci, err, dq in reader.iter_chunks(256):
             mu, logvar = model(torch.from_numpy(normalise(sci, bundle.scales)))
             z = np.expm1(mu.double().numpy())

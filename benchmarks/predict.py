@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from slitcli.modelfile import load_model
-from slitcli.predict import mc_predict, mc_predict_naive
+from slitcli.nn.modelfile import load_model
+from slitcli.nn.predict import mc_predict, mc_predict_naive
 
 
 def rate(fn, x, n_mc, repeat=2):

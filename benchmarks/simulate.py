@@ -22,13 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_disperse import disperse_reference  # noqa: E402
 
-from slitcli.disperse import disperse  # noqa: E402
 from slitcli.instrument import load_instrument, sensitivity  # noqa: E402
-from slitcli.population import PopulationConfig, PopulationProvider, draw_sources  # noqa: E402
-from slitcli.samplefile import write_sample  # noqa: E402
-from slitcli.seds import load_sed_library  # noqa: E402
-from slitcli.shapes import load_shape_library  # noqa: E402
-from slitcli.simulate import SimulateConfig, band_layout, direct_stamp  # noqa: E402
+from slitcli.sim.disperse import disperse  # noqa: E402
+from slitcli.sim.population import PopulationConfig, PopulationProvider, draw_sources  # noqa: E402
+from slitcli.sim.seds import load_sed_library  # noqa: E402
+from slitcli.sim.shapes import load_shape_library  # noqa: E402
+from slitcli.sim.simulate import (  # noqa: E402
+    SimulateConfig,
+    band_layout,
+    direct_stamp,
+    write_sample,  # noqa: E402
+)
 
 
 def best_of(fn, repeat):

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from slitcli.augment import apply, random_params
 from slitcli.nn import create_model
-from slitcli.train import TrainConfig, normalise
+from slitcli.nn.augment import apply, random_params
+from slitcli.nn.train import TrainConfig, normalise
 
 
 def main():

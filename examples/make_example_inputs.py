@@ -8,7 +8,7 @@ script needs no download:
     one row per galaxy with ``object_id`` (int64), ``ra``, ``dec`` (float64, deg)
     and ``image`` (float32, 48 x 48 pixels, TDIM set); its header keyword
     ``PIXSCALE`` = 0.168 arcsec/pixel. Each image is a real galaxy morphology from
-    the Hubble eXtreme Deep Field (`slitcli.shapes.load_shape_library`, 0.138
+    the Hubble eXtreme Deep Field (`slitcli.sim.shapes.load_shape_library`, 0.138
     arcsec/pixel) resampled to 0.168 arcsec/pixel with flux conservation,
     convolved with a Gaussian PSF of FWHM 0.6 arcsec (HSC-like seeing), scaled to
     the galaxy's SDSS i magnitude at an AB zero point of 27 (as HSC coadds) and
@@ -19,7 +19,7 @@ script needs no download:
     erg/s/cm2/Angstrom) and table ``METADATA`` (``TARGETID``, ``TARGET_RA``,
     ``TARGET_DEC``, ``Z``, ``SPECTYPE``, ``CLASS``). Each spectrum is a real SDSS
     galaxy SED (kcorrect templates fitted to SDSS photometry,
-    `slitcli.seds.load_sed_library`) moved to a redshift drawn uniformly in
+    `slitcli.sim.seds.load_sed_library`) moved to a redshift drawn uniformly in
     0.05-1.5 and scaled to an SDSS i AB magnitude drawn uniformly in 19-22.5.
 
 Rows of the two files describe the same galaxies in the same order;
@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from slitcli.imaging import convolve_psf, gaussian_psf, resample_flux
-from slitcli.seds import ab_magnitude, load_sed_library, observed_sed
-from slitcli.shapes import load_shape_library
+from slitcli.sim.imaging import convolve_psf, gaussian_psf, resample_flux
+from slitcli.sim.seds import ab_magnitude, load_sed_library, observed_sed
+from slitcli.sim.shapes import load_shape_library
 
 HSC_PIXEL_SCALE_ARCSEC = 0.168
 HSC_PSF_FWHM_ARCSEC = 0.6

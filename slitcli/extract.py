@@ -4,14 +4,20 @@
 spatial profile; `direct_profile` gives that profile, and the kernel that the source's
 extent along the dispersion smears the extracted spectrum with, from the source's
 direct stamp; `snr_mean` is the paper's SNR: the mean over the spectrum's columns of
-flux/err, with masked columns, negative fluxes and unusable errors counting as zero.
+flux/err, with masked columns, negative fluxes and unusable errors counting as zero;
+`data_snr` measures it from the data alone, as `predict` does for both routes.
+
+The simulator and both redshift routes use this module, so it sits below them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["extract_optimal", "direct_profile", "snr_mean"]
+from slitcli.errors import ConfigError
+from slitcli.instrument import load_instrument
+
+__all__ = ["extract_optimal", "direct_profile", "snr_mean", "data_snr", "band_columns", "sample_band_columns"]
 
 
 def extract_optimal(
@@ -92,3 +98,50 @@ def snr_mean(flux: np.ndarray, flux_err: np.ndarray) -> float:
     ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0) & (flux > 0)
     ratio = np.divide(flux, flux_err, out=np.zeros_like(flux, dtype=float), where=ok)
     return float(ratio.mean()) if ratio.size else 0.0
+
+
+def data_snr(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, band_index: int, columns: np.ndarray | None = None) -> np.ndarray:
+    """SNR of each cutout's band from the data alone [n]: optimal extraction with the
+    cutout's own cross-dispersion profile (SCI summed along x, clipped at zero), then the
+    paper's mean of flux/err over `columns` (all columns if None)."""
+    out = np.zeros(len(sci))
+    for i in range(len(sci)):
+        s, e, d = sci[i, band_index], err[i, band_index], dq[i, band_index]
+        prof_y = np.clip(np.where(d == 0, s, 0).sum(axis=1), 0, None)
+        if prof_y.sum() <= 0:
+            continue
+        flux, ferr = extract_optimal(s, e, d, np.repeat(prof_y[:, None], s.shape[1], axis=1))
+        if columns is not None:
+            flux, ferr = flux[columns], ferr[columns]
+        out[i] = snr_mean(flux, ferr)
+    return out
+
+
+def band_columns(header, nx: int, band) -> np.ndarray | None:
+    """Columns (0-based) whose WCS wavelength lies inside `band`'s limits, or None without a WCS.
+
+    Parameters
+    ----------
+    header : mapping
+        The band's SCI header, with CRVAL1, CDELT1 [Angstrom] and CRPIX1 (1-based).
+    nx : int
+        Cutout width [pixels].
+    band : slitcli.instrument.Band
+        The band whose `wave_min_aa`..`wave_max_aa` range is wanted.
+    """
+    if not all(k in header for k in ("CRVAL1", "CDELT1", "CRPIX1")):
+        return None
+    wave = header["CRVAL1"] + header["CDELT1"] * (np.arange(nx) + 1.0 - header["CRPIX1"])
+    return np.nonzero((wave >= band.wave_min_aa) & (wave <= band.wave_max_aa))[0]
+
+
+def sample_band_columns(reader, band: str) -> np.ndarray | None:
+    """Columns of an open sample file's `band` cutouts inside that band of the shipped instrument.
+
+    None if the shipped instrument has no such band or the file's band has no WCS.
+    """
+    try:
+        limits = load_instrument().band(band)
+    except ConfigError:
+        return None
+    return band_columns(reader.fits[f"{band}_SCI"].read_header(), reader.shape[1], limits)

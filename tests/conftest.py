@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from slitcli.instrument import load_instrument
-from slitcli.sources import Source
+from slitcli.sim.sources import Source
 
 
 @pytest.fixture(scope="session")

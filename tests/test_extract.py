@@ -2,11 +2,16 @@
 
 import numpy as np
 import pytest
-
 from conftest import expected_rate_e_s, gaussian_blob, make_source
+
 from slitcli.extract import direct_profile, extract_optimal
-from slitcli.noise import noise_sigma
-from slitcli.simulate import SimulateConfig, band_layout, direct_stamp, simulate_band
+from slitcli.sim.noise import noise_sigma
+from slitcli.sim.simulate import (
+    SimulateConfig,
+    band_layout,
+    direct_stamp,
+    simulate_band,
+)
 
 WAVE = np.arange(3000.0, 11000.0, 0.5)
 

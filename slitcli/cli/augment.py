@@ -31,8 +31,8 @@ def augment(
 
       slitcli augment train.fits -o train_aug.fits --copies 8
     """
-    from slitcli.augment import AugmentConfig, augment_sample
     from slitcli.errors import ConfigError
+    from slitcli.nn.augment import AugmentConfig, augment_sample
 
     with user_errors():
         try:

@@ -35,10 +35,10 @@ def calibrate(
 
       slitcli calibrate val.fits -m models/my-model -o models/my-model-cal
     """
-    from slitcli.calibration import calibrate_model
     from slitcli.errors import ConfigError
-    from slitcli.modelfile import load_model, save_model
-    from slitcli.predict import PredictConfig, check_inputs
+    from slitcli.nn.calibration import calibrate_model
+    from slitcli.nn.modelfile import load_model, save_model
+    from slitcli.nn.predict import PredictConfig, check_inputs
 
     with user_errors():
         if in_place == (output is not None):

@@ -10,11 +10,16 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from slitcli import __version__
-from slitcli.catalog import read_catalog
 from slitcli.cli._common import console, user_errors
 from slitcli.errors import ConfigError, InputError, SlitcliError
-from slitcli.evaluate import PRED_COLUMNS, join_truth, metrics_table, read_truth
-from slitcli.report import check_report_dir, write_report
+from slitcli.evaluation.evaluate import (
+    PRED_COLUMNS,
+    join_truth,
+    metrics_table,
+    read_truth,
+)
+from slitcli.evaluation.report import check_report_dir, write_report
+from slitcli.io.catalog import read_catalog
 
 SNR_COLUMN = "SNR_GI"
 

@@ -8,13 +8,17 @@ from pathlib import Path
 import typer
 from astropy.table import vstack
 
-from slitcli.catalog import catalog_format, write_catalog
+from slitcli.classic.template_fit import (
+    TemplateFitConfig,
+    check_template_inputs,
+    fit_file,
+)
+from slitcli.classic.template_fit import catalog_meta as template_meta
 from slitcli.cli._common import console, progress_bar, user_errors
-from slitcli.modelfile import load_model
-from slitcli.predict import PredictConfig, catalog_meta, check_inputs, predict_file
-from slitcli.samplefile import check_output_path
-from slitcli.zfit import TemplateFitConfig, check_template_inputs, fit_file
-from slitcli.zfit import catalog_meta as template_meta
+from slitcli.io.catalog import catalog_format, write_catalog
+from slitcli.io.files import check_output_path
+from slitcli.nn.modelfile import load_model
+from slitcli.nn.predict import PredictConfig, catalog_meta, check_inputs, predict_file
 
 
 class Method(str, Enum):

@@ -12,9 +12,9 @@ from slitcli.cli._common import console, progress_bar, user_errors
 from slitcli.config import from_mapping, load_yaml
 from slitcli.errors import ConfigError
 from slitcli.instrument import load_instrument
-from slitcli.population import PopulationProvider
-from slitcli.samplefile import check_output_path, write_sample
-from slitcli.simulate import SimulateConfig
+from slitcli.io.files import check_output_path
+from slitcli.sim.population import PopulationProvider
+from slitcli.sim.simulate import SimulateConfig, write_sample
 
 
 class MatchBy(str, Enum):
@@ -33,7 +33,7 @@ def simulate(
     hsc_psf_fwhm: float = typer.Option(0.0, "--hsc-psf-fwhm", help="FWHM [arcsec] of the images' own PSF; > 0 deconvolves them (Richardson-Lucy, 30 iterations)."),
     isolate: bool = typer.Option(False, "--isolate", help="Keep only the central source's segment of each input image."),
     instrument: Path = typer.Option(None, "--instrument", help="Instrument YAML file. Default: the shipped CSST file.", show_default=False),
-    config: Path = typer.Option(None, "--config", help="YAML file of simulation settings (keys of slitcli.simulate.SimulateConfig); command-line options override it.", show_default=False),
+    config: Path = typer.Option(None, "--config", help="YAML file of simulation settings (keys of slitcli.sim.simulate.SimulateConfig); command-line options override it.", show_default=False),
     bands: str = typer.Option(None, "--bands", help="Comma-separated bands, e.g. GV,GI (the default).", show_default=False),
     noiseless: bool = typer.Option(None, "--noiseless", help="Write the expected image (no noise) with the same ERR.", show_default=False),
     zeroth_order: bool = typer.Option(None, "--zeroth-order", help="Also disperse the zeroth order.", show_default=False),
@@ -80,7 +80,7 @@ def simulate(
             total = 1000 if n is None else n
             provenance["INPUT"] = ("embedded", "kcorrect SDSS SEDs + HXDF shapes")
         else:
-            from slitcli.inputs import open_file_sources
+            from slitcli.sim.inputs import open_file_sources
 
             provider = open_file_sources(hsc, desi, match=match.value, radius_arcsec=match_radius, psf_fwhm_arcsec=hsc_psf_fwhm, isolate=isolate)
             m = provider.match

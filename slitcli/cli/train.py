@@ -16,7 +16,7 @@ def train(
     val: Path = typer.Option(..., "--val", help="Validation sample file: picks the best epoch and stops early. Never the test sample.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", show_default=False),
     name: str = typer.Option(None, "--name", help="Model name in the card. Default: the directory name.", show_default=False),
-    config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.train.TrainConfig) and 'model' (architecture options).", show_default=False),
+    config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.nn.train.TrainConfig) and 'model' (architecture options).", show_default=False),
     architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU) or resnet34 (the paper's).", show_default=False),
     pretrain_epochs: int = typer.Option(None, "--pretrain-epochs", help="Maximum deterministic pre-training epochs (default 20).", show_default=False),
     finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs (default 10).", show_default=False),
@@ -37,9 +37,15 @@ def train(
     """
     import dataclasses
 
-    from slitcli.modelfile import load_model, save_model
-    from slitcli.predict import resolve_device
-    from slitcli.train import TrainConfig, concat_train_data, load_train_data, train as run_train, with_overrides
+    from slitcli.nn.modelfile import load_model, save_model
+    from slitcli.nn.predict import resolve_device
+    from slitcli.nn.train import (
+        TrainConfig,
+        concat_train_data,
+        load_train_data,
+        with_overrides,
+    )
+    from slitcli.nn.train import train as run_train
 
     with user_errors():
         torch_device = resolve_device(device)

@@ -1,12 +1,15 @@
-"""Network architectures and their registry.
+"""The learned route: the Bayesian CNN from cutouts to redshifts.
 
-`create_model(name, **overrides)` is the only constructor; `@register_model` adds an
-architecture. Every model maps a batch of slitless cutouts [N, bands, H, W] to the
-mean and log-variance of t = ln(1 + z), through a `backbone` (deterministic, run once
-per source) and a `head` (whose Monte Carlo dropout is the only stochastic part).
+Architectures and their registry (`architectures`, `layers`, `registry`; `create_model`
+is the only constructor), model files without pickle (`modelfile`), spatial
+augmentations (`augment`), the training loop (`train`), Monte Carlo dropout inference
+(`predict`) and temperature scaling of the uncertainties (`calibration`). Every model
+maps cutouts [N, bands, H, W] to the mean and log-variance of t = ln(1 + z), through a
+deterministic `backbone` run once per source and a `head` whose dropout is the only
+stochastic part.
 """
 
-from slitcli.nn.registry import create_model, list_models, register_model
 from slitcli.nn import architectures as _architectures  # noqa: F401  (fills the registry)
+from slitcli.nn.registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]

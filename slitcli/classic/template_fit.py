@@ -1,0 +1,408 @@
+"""The classic route: optimal 1D extraction, then a template chi-square redshift fit.
+
+For each source and band the 1D spectrum is extracted (`slitcli.extract`) with the
+cross-dispersion profile of the source's direct stamp. The model of that spectrum at
+redshift z is a non-negative combination of the templates (`slitcli.classic.templates`),
+each put through the same optics as the data:
+
+1. the template's observed flux is integrated over quarter-pixel bins of the linear
+   wavelength solution (WCS of the band) and times the band's sensitivity [e-/s];
+2. the bins are shared between pixels as the dispersion shares a point source's light
+   (linear interpolation, a tent of one pixel half-width), at half-pixel steps;
+3. this point-source spectrum is smeared by the source's own extent along the
+   dispersion, the kernel from its direct stamp.
+
+Steps 1-2 depend only on the file (WCS, sensitivity) and z; step 3 on the source.
+The chi-square is minimised over the template coefficients (non-negative least
+squares) on a grid in t = ln(1 + z): a coarse grid, then fine windows around the
+best few minima, then a window a few sigma wide around the best. The redshift PDF is
+exp(-(chi2 - chi2_min) / (2 s)), s = max(1, reduced chi2_min) (the template mismatch
+is folded into the width), and the quantiles and `ZERR` come from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from astropy.table import Table, vstack
+from scipy.optimize import nnls
+from scipy.special import ndtri
+
+from slitcli.classic.templates import TemplateBasis, load_templates
+from slitcli.errors import ConfigError
+from slitcli.extract import (
+    data_snr,
+    direct_profile,
+    extract_optimal,
+    sample_band_columns,
+)
+from slitcli.io.redshift import ZWARN_BITS, data_zwarn, source_identity
+from slitcli.io.samplefile import SampleReader
+
+__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
+
+#: redrock's ZWARN bit for a best fit not clearly better than the next (DELTACHI2 < `min_delta_chi2`).
+ZWARN_SMALL_DELTA_CHI2 = 4
+
+#: Tent weights of the eight quarter-pixel bins within one pixel of a half-pixel position.
+_TENT8 = np.array([1.0, 3.0, 5.0, 7.0, 7.0, 5.0, 3.0, 1.0]) / 8.0
+
+
+@dataclass(frozen=True)
+class TemplateFitConfig:
+    """Settings of the template fit; steps are in t = ln(1 + z).
+
+    Attributes
+    ----------
+    z_min, z_max : float
+        Redshift range searched.
+    step : float
+        Step of the fine grid, on which the models are computed once per file.
+    coarse_every : int
+        The first pass uses every `coarse_every`-th fine grid point.
+    n_candidates : int
+        Best minima of the first pass searched on the fine grid (+-2 coarse steps).
+    min_delta_chi2 : float
+        DELTACHI2 below this sets ZWARN bit 4 (as redrock).
+    """
+
+    z_min: float = 0.0
+    z_max: float = 2.0
+    step: float = 0.0004
+    coarse_every: int = 8
+    n_candidates: int = 4
+    min_delta_chi2: float = 9.0
+
+    def __post_init__(self):
+        if not (0.0 <= self.z_min < self.z_max):
+            msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
+            raise ConfigError(msg)
+        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1):
+            msg = "the template fit needs step > 0, coarse_every >= 1 and n_candidates >= 1"
+            raise ConfigError(msg)
+
+    def grid(self) -> np.ndarray:
+        """The fine grid of t = ln(1 + z)."""
+        lo, hi = np.log1p(self.z_min), np.log1p(self.z_max)
+        return np.linspace(lo, hi, int(np.ceil((hi - lo) / self.step)) + 1)
+
+
+@dataclass(frozen=True)
+class BandGeometry:
+    """What the fit needs of one band of a sample file.
+
+    Attributes
+    ----------
+    name : str
+    nx : int
+        Columns of the cutout.
+    crval1_aa, cdelt1_aa, crpix1 : float
+        Linear wavelength solution: lambda(x) = crval1 + cdelt1 (x + 1 - crpix1) for the
+        0-based column x of a point source at the direct position [Angstrom].
+    sens_wave_aa, sens : array
+        Sensitivity [e-/s per erg/s/cm2/Angstrom] on its wavelengths [Angstrom].
+    columns : array of int
+        Columns fitted (those inside the band).
+    margin : int
+        Columns beyond each edge where the point-source spectrum is kept, at least half
+        the direct stamp's width, so light smeared onto the cutout from outside is modelled.
+    """
+
+    name: str
+    nx: int
+    crval1_aa: float
+    cdelt1_aa: float
+    crpix1: float
+    sens_wave_aa: np.ndarray
+    sens: np.ndarray
+    columns: np.ndarray
+    margin: int
+
+    def wavelength(self, x_pix: np.ndarray) -> np.ndarray:
+        """Wavelength [Angstrom] at 0-based column position `x_pix`."""
+        return self.crval1_aa + self.cdelt1_aa * (np.asarray(x_pix) + 1.0 - self.crpix1)
+
+    @property
+    def n_positions(self) -> int:
+        """Number of half-pixel positions p = -margin + q/2 of the point-source spectrum."""
+        return 2 * (self.nx + 2 * self.margin) + 1
+
+
+def point_spectra(basis: TemplateBasis, geom: BandGeometry, z: np.ndarray) -> np.ndarray:
+    """Point-source count-rate spectra of every template at each z: [nz, ntemplate, n_positions] [e-/s].
+
+    Value q is what a detector column centred at p = -margin + q/2 receives from a
+    point source at the direct position whose f_lambda is the template (unit amplitude).
+    """
+    n_bins = 4 * (geom.nx + 2 * geom.margin + 2)
+    edges_x = -geom.margin - 1.0 + np.arange(n_bins + 1) / 4.0
+    wave_edges = geom.wavelength(edges_x)
+    centres = 0.5 * (wave_edges[1:] + wave_edges[:-1])
+    sens = np.interp(centres, geom.sens_wave_aa, geom.sens, left=0.0, right=0.0)
+    counts = basis.integrate_observed(wave_edges, z) * sens
+    n_pos = geom.n_positions
+    out = np.zeros((*counts.shape[:2], n_pos))
+    for k, w in enumerate(_TENT8):
+        out += w * counts[..., k : k + 2 * n_pos - 1 : 2]
+    return out
+
+
+def smear(spectra: np.ndarray, kernels_x: np.ndarray, geom: BandGeometry) -> np.ndarray:
+    """Extracted-spectrum models [nsource, nz, ntemplate, ncolumns] (float32) of sources with along-dispersion kernels `kernels_x` [nsource, ws].
+
+    Column i gets sum_j kernel_x[j] * spectra[..., 2 i + C - 2 j], C = ws - 1 + 2 margin:
+    stamp column j sits (j - (ws - 1)/2) pixels from the direct position. Done as one
+    strided, dilated 1D convolution (torch, float32), the sources as output channels.
+    """
+    kernels_x = np.atleast_2d(kernels_x)
+    nsrc, ws = kernels_x.shape
+    cols = geom.columns
+    out = np.zeros((nsrc, *spectra.shape[:2], cols.size), np.float32)
+    lit = np.nonzero(kernels_x.max(axis=0) > 0)[0]
+    if lit.size == 0:
+        return out
+    j0, j1 = int(lit[0]), int(lit[-1])
+    weights = torch.from_numpy(np.ascontiguousarray(kernels_x[:, j0 : j1 + 1][:, ::-1], dtype=np.float32)).unsqueeze(1)
+    start = 2 * int(cols[0]) + ws - 1 + 2 * geom.margin - 2 * j1
+    x = torch.from_numpy(np.ascontiguousarray(spectra[..., start:], dtype=np.float32)).view(-1, 1, spectra.shape[-1] - start)
+    with torch.inference_mode():
+        y = torch.nn.functional.conv1d(x, weights, stride=2, dilation=2)[..., : cols.size]
+    out[:] = y.view(*spectra.shape[:2], nsrc, cols.size).permute(2, 0, 1, 3).numpy()
+    return out
+
+
+def trim_kernel(kernel_x: np.ndarray, keep: float = 0.999) -> np.ndarray:
+    """`kernel_x` with the faint tails (1 - `keep` of its sum, half each side) set to zero."""
+    total = kernel_x.sum()
+    if total <= 0:
+        return kernel_x
+    cum = np.cumsum(kernel_x) / total
+    tail = 0.5 * (1.0 - keep)
+    return np.where((cum >= tail) & (np.concatenate([[0.0], cum[:-1]]) <= 1.0 - tail), kernel_x, 0.0)
+
+
+def chi2_grid(models: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative least-squares chi-square at each grid point.
+
+    Parameters
+    ----------
+    models : array [nz, ntemplate, npix]
+        Template models.
+    flux, ivar : array [npix]
+        Data and inverse variance (0 for unusable pixels).
+
+    Returns
+    -------
+    chi2 : array [nz]
+    coeffs : array [nz, ntemplate]
+        Non-negative template amplitudes.
+    """
+    sw = np.sqrt(ivar)
+    a = models * sw
+    norms = np.sqrt((a**2).sum(axis=-1))
+    used = norms > 0
+    a = np.divide(a, norms[..., None], out=np.zeros_like(a), where=used[..., None])
+    b = flux * sw
+    gram = a @ np.swapaxes(a, -1, -2)
+    proj = a @ b
+    k = gram.shape[-1]
+    # Unused templates (no light in the band at this z) get a unit diagonal and zero
+    # projection, so their coefficient is 0; a tiny ridge keeps Cholesky defined for
+    # templates that are (nearly) collinear.
+    gram[~used] = 0.0
+    gram[..., np.arange(k), np.arange(k)] = np.where(used, gram[..., np.arange(k), np.arange(k)] * (1 + 1e-9) + 1e-12, 1.0)
+    chol = np.linalg.cholesky(gram)
+    rhs = np.linalg.solve(chol, proj[..., None])[..., 0]
+    coeffs = np.zeros(proj.shape)
+    for i in range(len(gram)):
+        coeffs[i] = nnls(chol[i].T, rhs[i])[0]
+    bb = float(b @ b)
+    chi2 = bb - 2 * (coeffs * proj).sum(-1) + np.einsum("zk,zkl,zl->z", coeffs, gram, coeffs)
+    scaled = np.divide(coeffs, norms, out=np.zeros_like(coeffs), where=used)
+    return np.maximum(chi2, 0.0), scaled
+
+
+def _local_minima(chi2: np.ndarray) -> np.ndarray:
+    """Indices of local minima (edges included), best first."""
+    left = np.concatenate([[np.inf], chi2[:-1]])
+    right = np.concatenate([chi2[1:], [np.inf]])
+    idx = np.nonzero((chi2 <= left) & (chi2 <= right))[0]
+    return idx[np.argsort(chi2[idx])]
+
+
+def _parabola(t: np.ndarray, chi2: np.ndarray, i: int) -> tuple[float, float]:
+    """Vertex and curvature (d2chi2/dt2) of the parabola through points i-1, i, i+1."""
+    if i <= 0 or i >= len(t) - 1:
+        return float(t[i]), 0.0
+    c = np.polyfit(t[i - 1 : i + 2] - t[i], chi2[i - 1 : i + 2], 2)
+    if c[0] <= 0:
+        return float(t[i]), 0.0
+    vertex = float(np.clip(-c[1] / (2 * c[0]), t[i - 1] - t[i], t[i + 1] - t[i]))
+    return float(t[i]) + vertex, 2.0 * float(c[0])
+
+
+@dataclass(frozen=True)
+class RedshiftFit:
+    """Result of `fit_redshift`: the best z, the PDF's quantiles and the fit's quality."""
+
+    z: float
+    quantiles: dict
+    chi2: float
+    delta_chi2: float
+    npix: int
+    at_limit: bool
+
+
+def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
+    """Indices of the first pass's grid points in a fine grid of `n` points (both ends included)."""
+    return np.unique(np.concatenate([np.arange(0, n, config.coarse_every), [n - 1]]))
+
+
+def fit_redshift(
+    model_fn: Callable[[np.ndarray], np.ndarray],
+    t_grid: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    config: TemplateFitConfig,
+    coarse_models: np.ndarray | None = None,
+) -> RedshiftFit:
+    """Fit one spectrum: coarse pass, fine windows, PDF.
+
+    Parameters
+    ----------
+    model_fn : callable(indices) -> models [n, ntemplate, npix]
+        Template models at the grid points `t_grid[indices]`.
+    t_grid : array
+        The fine grid of t = ln(1 + z).
+    flux, ivar : array [npix]
+        Extracted spectrum and its inverse variance (0 where unusable) [e-/s, (e-/s)^-2].
+    coarse_models : array, optional
+        `model_fn(coarse_indices(t_grid.size, config))`, if already at hand.
+    """
+    n = t_grid.size
+    coarse = coarse_indices(n, config)
+    chi2_c, _ = chi2_grid(model_fn(coarse) if coarse_models is None else coarse_models, flux, ivar)
+    minima = _local_minima(chi2_c)
+    half = 2 * config.coarse_every
+    fine = np.unique(np.concatenate([np.arange(max(coarse[i] - half, 0), min(coarse[i] + half, n - 1) + 1) for i in minima[: config.n_candidates]]))
+    chi2_f, _ = chi2_grid(model_fn(fine), flux, ivar)
+    chi2 = np.full(n, np.nan)
+    chi2[coarse] = chi2_c
+    chi2[fine] = chi2_f
+    known = np.nonzero(np.isfinite(chi2))[0]
+    t_known, chi_known = t_grid[known], chi2[known]
+    best = int(np.argmin(chi_known))
+    chi2_min = float(chi_known[best])
+    npix = int((ivar > 0).sum())
+    scale = max(1.0, chi2_min / max(npix - 1, 1))
+    neighbours = best > 0 and best < known.size - 1 and known[best + 1] - known[best - 1] == 2
+    t_best, curv = _parabola(t_known, chi_known, best) if neighbours else (float(t_known[best]), 0.0)
+    sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
+    levels = (0.025, 0.16, 0.5, 0.84, 0.975)
+    if sigma < 2 * config.step:
+        # The PDF's core is narrower than the grid resolves: use its Gaussian shape
+        # from the chi-square's curvature at the minimum.
+        quantiles = {q: float(np.expm1(t_best + sigma * ndtri(q))) for q in levels}
+    else:
+        pdf = np.exp(-(chi_known - chi2_min) / (2 * scale))
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_known))])
+        cdf /= cdf[-1]
+        quantiles = {q: float(np.expm1(np.interp(q, cdf, t_known))) for q in levels}
+    # DELTACHI2 as redrock: the next best distinct minimum (more than 0.01 in ln(1 + z) away).
+    others = [i for i in minima if abs(t_grid[coarse[i]] - t_best) > 0.01]
+    if others:
+        near = np.abs(t_known - t_grid[coarse[others[0]]]) <= half * config.step
+        delta = float(chi_known[near].min() - chi2_min)
+    else:
+        delta = float(chi_known.max() - chi2_min)
+    at_limit = bool(t_best - t_grid[0] < half * config.step or t_grid[-1] - t_best < half * config.step)
+    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit)
+
+
+def _grid_spectra(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray, block: int = 128) -> np.ndarray:
+    """`point_spectra` on the whole grid, float32, computed in blocks to bound memory."""
+    out = np.empty((t_grid.size, len(basis.names), geom.n_positions), np.float32)
+    for start in range(0, t_grid.size, block):
+        out[start : start + block] = point_spectra(basis, geom, np.expm1(t_grid[start : start + block]))
+    return out
+
+
+def band_geometry(reader: SampleReader, band: str, stamp_width: int) -> BandGeometry:
+    """The `BandGeometry` of `band` in an open sample file."""
+    wcs = reader.header(band)
+    wave, sens = reader.sensitivity(band)
+    cols = sample_band_columns(reader, band)
+    # The band's columns, as one contiguous run (what `smear` needs).
+    cols = np.arange(reader.shape[1]) if cols is None or cols.size == 0 else np.arange(cols.min(), cols.max() + 1)
+    return BandGeometry(band, reader.shape[1], wcs["CRVAL1"], wcs["CDELT1"], wcs["CRPIX1"], wave, sens, np.asarray(cols), stamp_width // 2 + 2)
+
+
+def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
+    """Check that every sample file has the bands, WCS, sensitivities and DIRECT stamps the fit needs."""
+    for path in paths:
+        with SampleReader(path, bands) as reader:
+            reader.direct(0, 1)
+            for band in bands:
+                reader.header(band)
+                reader.sensitivity(band)
+
+
+def catalog_meta(config: TemplateFitConfig) -> dict:
+    """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step}
+
+
+def fit_file(
+    path,
+    config: TemplateFitConfig,
+    bands: tuple[str, ...] = ("GV", "GI"),
+    *,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> Table:
+    """Template-fit every source of one sample file; the catalogue rows (columns as `slitcli.nn.predict`)."""
+    basis = load_templates()
+    gi = bands.index("GI") if "GI" in bands else len(bands) - 1
+    rows = []
+    with SampleReader(path, bands) as reader:
+        sources = reader.sources()
+        ny = reader.shape[0]
+        stamp_width = reader.direct(0, 1).shape[-1]
+        geoms = [band_geometry(reader, b, stamp_width) for b in bands]
+        t_grid = config.grid()
+        spectra = [_grid_spectra(basis, g, t_grid) for g in geoms]
+        coarse_index = coarse_indices(t_grid.size, config)
+        for start, sci, err, dq in reader.iter_chunks(batch_size):
+            stamps = reader.direct(start, start + len(sci))
+            snr = data_snr(sci, err, dq, gi, geoms[gi].columns)
+            profiles = [direct_profile(stamp, ny, 0.5 * (ny - 1)) for stamp in stamps]
+            kernels = np.array([trim_kernel(k) for _, k in profiles])
+            coarse = [smear(s[coarse_index], kernels, g) for s, g in zip(spectra, geoms, strict=True)]
+            fits = []
+            for n in range(len(sci)):
+                fluxes, ivars = [], []
+                for b, g in enumerate(geoms):
+                    flux, flux_err = extract_optimal(sci[n, b], err[n, b], dq[n, b], np.repeat(profiles[n][0][:, None], g.nx, axis=1))
+                    fluxes.append(flux[g.columns])
+                    ivars.append(np.where(np.isfinite(flux_err[g.columns]), 1.0 / flux_err[g.columns] ** 2, 0.0))
+
+                def model_fn(index, kernel=kernels[n]):
+                    return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(spectra, geoms, strict=True)], axis=-1)
+
+                fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1)))
+            z = np.array([f.z for f in fits])
+            q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in (("Z025", 0.025), ("Z160", 0.16), ("Z500", 0.5), ("Z840", 0.84), ("Z975", 0.975))}
+            zerr = 0.5 * (q["Z840"] - q["Z160"])
+            delta = np.array([f.delta_chi2 for f in fits])
+            zwarn = data_zwarn(sci, dq, snr)
+            zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
+            zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
+            columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
+            columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
+            rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
+            if progress:
+                progress(start + len(sci), reader.n)
+    return vstack(rows)  # SampleReader refuses a file without sources

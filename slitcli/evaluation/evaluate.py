@@ -1,0 +1,94 @@
+"""Predicted redshifts against the truth: join on SOURCE_ID and compute metrics per sample.
+
+The samples are all sources, those above each SNR cut (``SNR_GI>=1``, ...) and, when the
+truth has a CLASS column, each class over all SNR. Sources with ZWARN != 0 are kept in
+every sample; each row counts them in ``n_zwarn``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.table import Table
+
+from slitcli.evaluation.metrics import METRIC_KEYS, empty_metrics, point_metrics
+from slitcli.io.truth import PRED_COLUMNS, TRUTH_COLUMNS, join_truth, read_truth
+
+__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth", "sample_masks", "metrics_table", "evaluate"]
+
+def _class_labels(column) -> np.ndarray:
+    values = np.asarray(column)
+    if values.dtype.kind == "S":
+        values = np.char.decode(values, "ascii", errors="replace")
+    return np.char.strip(values.astype(str))
+
+
+def _snr_label(snr_column: str, cut: float) -> str:
+    return f"{snr_column}>={cut:g}"
+
+
+def sample_masks(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> dict[str, np.ndarray]:
+    """Boolean row masks of the evaluated samples, keyed by sample name.
+
+    ``"all"``; ``"<snr_column>>=<cut>"`` per cut when `joined` has `snr_column`;
+    ``"CLASS=<name>"`` per non-blank class (sorted) when it has CLASS.
+    """
+    masks = {"all": np.ones(len(joined), dtype=bool)}
+    if snr_column in joined.colnames:
+        snr = np.asarray(joined[snr_column], dtype=np.float64)
+        for cut in snr_cuts:
+            masks[_snr_label(snr_column, cut)] = snr >= cut
+    if "CLASS" in joined.colnames:
+        labels = _class_labels(joined["CLASS"])
+        for name in sorted(set(labels) - {""}):
+            masks[f"CLASS={name}"] = labels == name
+    return masks
+
+
+def _check_finite(joined: Table) -> None:
+    for name in ("Z", "ZERR", "Z_TRUE"):
+        values = np.asarray(joined[name], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            msg = f"column {name} has NaN or infinite values (SOURCE_ID {joined['SOURCE_ID'][bad[0]]})"
+            raise ValueError(msg)
+    zerr = np.asarray(joined["ZERR"], dtype=np.float64)
+    if np.any(zerr < 0):
+        msg = f"column ZERR has negative values (SOURCE_ID {joined['SOURCE_ID'][np.argmin(zerr)]})"
+        raise ValueError(msg)
+
+
+def predictive_dof(meta) -> float:
+    """Degrees of freedom of the catalogue's predictive distribution: its ZDOF meta if > 0, else inf (Gaussian)."""
+    dof = float(meta.get("ZDOF", 0.0) or 0.0)
+    return dof if dof > 0 else np.inf
+
+
+def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
+    """One row of `point_metrics` per sample of `sample_masks`, for a `join_truth` table.
+
+    Columns: ``sample`` (str), every key of `slitcli.evaluation.metrics.METRIC_KEYS`, and ``n_zwarn``
+    (sources with ZWARN != 0, 0 without a ZWARN column). A sample with no source has
+    n = 0 and NaN metrics. Coverage, calibration error and PIT use the catalogue's
+    predictive distribution (`predictive_dof`).
+    """
+    _check_finite(joined)
+    z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
+    warned = np.asarray(joined["ZWARN"]) != 0 if "ZWARN" in joined.colnames else np.zeros(len(joined), dtype=bool)
+    rows = []
+    for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
+        values = point_metrics(z_pred[mask], zerr[mask], z_true[mask], predictive_dof(joined.meta)) if mask.any() else empty_metrics()
+        rows.append({"sample": name, **values, "n_zwarn": int(np.count_nonzero(warned & mask))})
+    columns = ["sample", *METRIC_KEYS, "n_zwarn"]
+    table = Table(rows=[[row[c] for c in columns] for row in rows], names=columns)
+    table.meta.update(joined.meta)
+    table.meta["SNRCOL"] = snr_column
+    return table
+
+
+def evaluate(pred: Table, truth: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
+    """Metrics of the predictions `pred` against `truth` per sample (see `metrics_table`).
+
+    Joins on SOURCE_ID (`join_truth`) first. Raises ValueError on missing columns,
+    repeated or disjoint SOURCE_IDs, non-finite Z, ZERR or Z_TRUE, or negative ZERR.
+    """
+    return metrics_table(join_truth(pred, truth, snr_column), snr_cuts, snr_column)

@@ -1,0 +1,91 @@
+"""The evaluation report: one directory holding ``metrics.ecsv`` and four PNG plots.
+
+The files are written into a hidden staging directory inside the output directory and
+renamed into place only when all are complete, so a failure leaves no partial report
+(and a directory this call created is removed again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from slitcli.errors import OutputExistsError
+from slitcli.evaluation import plots
+from slitcli.evaluation.evaluate import predictive_dof
+from slitcli.io.catalog import write_catalog
+
+__all__ = ["REPORT_FILES", "check_report_dir", "write_report"]
+
+#: Every file a report may hold (residual_vs_snr.png only when there is an SNR column).
+REPORT_FILES = ("metrics.ecsv", "z_pred_vs_true.png", "calibration.png", "residual_vs_snr.png", "pit.png")
+
+
+def check_report_dir(output_dir: str | Path, overwrite: bool) -> Path:
+    """Refuse a path that is not a directory, or one holding a report file unless `overwrite`."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        msg = f"{output_dir}: exists and is not a directory; the report needs a directory"
+        raise OutputExistsError(msg)
+    for name in () if overwrite else REPORT_FILES:
+        if (output_dir / name).exists():
+            msg = f"{output_dir / name}: output exists; use --overwrite to replace it"
+            raise OutputExistsError(msg)
+    return output_dir
+
+
+def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str) -> list[Path]:
+    z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
+    snr = np.asarray(joined[snr_column], dtype=np.float64) if snr_column in joined.colnames else None
+    files = [
+        write_catalog(metrics, stage / "metrics.ecsv"),
+        plots.plot_z_pred_vs_true(z_pred, z_true, stage / "z_pred_vs_true.png", snr=snr, snr_cuts=snr_cuts, snr_label=snr_column),
+        plots.plot_calibration(z_pred, zerr, z_true, stage / "calibration.png", dof=predictive_dof(joined.meta)),
+    ]
+    if snr is not None:
+        files.append(plots.plot_residual_vs_snr(z_pred, zerr, z_true, snr, stage / "residual_vs_snr.png", snr_label=snr_column))
+    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=predictive_dof(joined.meta)))
+    return files
+
+
+def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI", overwrite: bool = False) -> list[Path]:
+    """Write the metrics table and the plots of `joined` into `output_dir`.
+
+    Parameters
+    ----------
+    output_dir : path
+        Created (with its parents) if missing.
+    joined : Table
+        Predictions joined to the truth (`slitcli.evaluation.evaluate.join_truth`).
+    metrics : Table
+        Metrics per sample (`slitcli.evaluation.evaluate.metrics_table`), written as metrics.ecsv.
+    snr_cuts, snr_column
+        The SNR cuts of the predicted-vs-true panels and the SNR column; without that
+        column there is one panel and no residual_vs_snr.png.
+
+    Returns
+    -------
+    list of Path
+        The files written, in `REPORT_FILES` order.
+    """
+    output_dir = check_report_dir(output_dir, overwrite)
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".slitcli-report-", dir=output_dir))
+    try:
+        written = []
+        for path in _stage(stage, joined, metrics, snr_cuts, snr_column):
+            os.replace(path, output_dir / path.name)
+            written.append(output_dir / path.name)
+    except BaseException:
+        if created:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return written

@@ -1,0 +1,318 @@
+"""The sample file: simulated slitless cutouts of many sources in one FITS file.
+
+Layout (N sources, cutouts ny x nx, direct stamps s x s):
+
+- ``PRIMARY``: provenance (software, version, instrument, seed, configuration hash,
+  input files) and the resolved simulation configuration as COMMENT cards.
+- per band B: ``B_SCI`` (float32 N x ny x nx, e-/s, background subtracted),
+  ``B_ERR`` (float32, 1-sigma, e-/s), ``B_DQ`` (int32, JWST bits), each with a
+  linear wavelength WCS on axis 1 valid for a point source at ``SRCXPOS, SRCYPOS``;
+  ``B_SENS``: table of ``WAVELENGTH`` and ``SENSITIVITY``.
+- ``DIRECT``: float32 N x s x s, PSF-convolved direct stamps (flux fraction per pixel).
+- ``SOURCES``: one row per source, in the cube order.
+
+The file is written under a temporary name in the target directory, cube slices as
+chunks arrive (memory stays bounded), and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import yaml
+
+from slitcli import __version__
+from slitcli.config import config_hash, to_dict
+from slitcli.errors import InputError
+from slitcli.instrument import Instrument, sensitivity
+from slitcli.io.columns import column_description, column_unit
+from slitcli.io.files import check_output_path, temporary_path
+from slitcli.io.layout import BandLayout
+
+__all__ = ["SampleWriter", "SampleReader", "write_table"]
+
+
+def _card(name, value, comment):
+    return {"name": name, "value": value, "comment": comment}
+
+
+def write_table(fits: fitsio.FITS, table: np.ndarray, extname: str, what: str) -> None:
+    """Append a binary table whose known columns get units and described TTYPE cards."""
+    names = list(table.dtype.names)
+    known = {c: (column_unit(c), column_description(c)) for c in names if _known_column(c)}
+    fits.write(table, extname=extname, units=[known.get(c, ("", ""))[0] for c in names])
+    hdu = fits[extname]
+    hdu.write_key("EXTNAME", extname, what)
+    hdu.write_keys([_card(f"TTYPE{i + 1}", c, known[c][1][:47]) for i, c in enumerate(names) if c in known])
+
+
+def _known_column(name: str) -> bool:
+    try:
+        column_unit(name)
+    except KeyError:
+        return False
+    return True
+
+
+class SampleWriter:
+    """Write a sample file chunk by chunk; use as a context manager.
+
+    Parameters
+    ----------
+    path : path
+        Output FITS file.
+    n : int
+        Number of sources the file will hold.
+    instrument : Instrument
+    config : SimulateConfig
+    layouts : list of BandLayout
+    provenance : dict
+        Extra PRIMARY cards: keyword -> (value, comment).
+    overwrite : bool
+        Replace an existing `path`.
+    """
+
+    def __init__(self, path, n, instrument: Instrument, config, layouts: list[BandLayout], provenance: dict, *, overwrite: bool = False):
+        self.path = check_output_path(path, overwrite)
+        self.tmp = temporary_path(self.path)
+        self.n = n
+        self.layouts = layouts
+        self.rows = []
+        self.fits = fitsio.FITS(str(self.tmp), "rw", clobber=True)
+        try:
+            self._write_headers(instrument, config, provenance)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write_headers(self, instrument, config, provenance):
+        f = self.fits
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cards = [
+            _card("ORIGIN", "slitcli", "Software that wrote this file"),
+            _card("SWVERS", __version__, "slitcli version"),
+            _card("DATE", now, "UTC time the file was written"),
+            _card("INSTRUME", instrument.name, "Instrument simulated"),
+            _card("BANDS", ",".join(config.bands), "Bands, in HDU order"),
+            _card("NSOURCE", self.n, "Number of sources"),
+            _card("DISPAXIS", 1, "Dispersion along axis 1 (x)"),
+            _card("NOISELES", bool(config.noiseless), "True if SCI holds the expected (noiseless) image"),
+            _card("WAVSHIFT", config.wavelength_shift_pix, "[pixel] Spectrum shift from the nominal WCS"),
+            _card("CFGHASH", config_hash(config), "SHA-256 (16 hex) of the simulation config"),
+            _card("INSTHASH", config_hash(instrument), "SHA-256 (16 hex) of the instrument config"),
+        ]
+        cards += [_card(k, v, c) for k, (v, c) in provenance.items()]
+        f.write(None, header=cards)
+        for line in yaml.safe_dump({"simulate": to_dict(config)}, sort_keys=False).splitlines():
+            f[0].write_comment(line)
+        shape = (self.n, config.cutout_height, config.cutout_width)
+        for lay in self.layouts:
+            name = lay.band.name
+            wcs = [
+                _card("CTYPE1", "WAVE", "Axis 1 is wavelength (linear)"),
+                _card("CUNIT1", "Angstrom", "Wavelength unit"),
+                _card("CRPIX1", lay.crpix1, "Reference pixel on axis 1 (1-based)"),
+                _card("CRVAL1", lay.crval1_aa, "[Angstrom] Wavelength at CRPIX1"),
+                _card("CDELT1", lay.cdelt1_aa, "[Angstrom/pixel] Dispersion"),
+                _card("SRCXPOS", lay.x_direct_pix + 1.0, "Direct x position of the source (1-based) for the WCS"),
+                _card("SRCYPOS", lay.y_direct_pix + 1.0, "Direct y position of the source (1-based)"),
+                _card("FILTER", name, "Slitless band"),
+                _card("EXPTIME", instrument.total_exposure_s, "[s] Total exposure time"),
+                _card("NEXP", instrument.n_exposures, "Number of exposures"),
+                _card("SKYLEVEL", lay.band.sky_e_per_s, "[electron/s] Sky per pixel, subtracted"),
+            ]
+            for ext, dtype, unit, what in (
+                ("SCI", "f4", "electron/s", "Background-subtracted count rate"),
+                ("ERR", "f4", "electron/s", "1-sigma error of SCI"),
+                ("DQ", "i4", "", "Data quality flags, JWST bit meanings"),
+            ):
+                extname = f"{name}_{ext}"
+                f.create_image_hdu(dims=list(shape), dtype=dtype, extname=extname)
+                f[extname].write_key("EXTNAME", extname, what)
+                f[extname].write_keys([_card("BUNIT", unit, "Unit of the pixel values"), *wcs])
+            self._write_sensitivity(instrument, lay)
+        f.create_image_hdu(dims=[self.n, config.stamp_size, config.stamp_size], dtype="f4", extname="DIRECT")
+        f["DIRECT"].write_key("EXTNAME", "DIRECT", "PSF-convolved direct stamps")
+        f["DIRECT"].write_keys(
+            [
+                _card("BUNIT", "", "Fraction of the source's total flux per pixel"),
+                _card("PIXSCALE", instrument.pixel_scale_arcsec, "[arcsec/pixel] Pixel scale"),
+            ]
+        )
+
+    def _write_sensitivity(self, instrument, lay):
+        band = lay.band
+        wave = np.asarray(band.throughput.wave_aa, dtype=np.float64)
+        table = np.zeros(wave.size, dtype=[("WAVELENGTH", "f8"), ("SENSITIVITY", "f8")])
+        table["WAVELENGTH"] = wave
+        table["SENSITIVITY"] = sensitivity(instrument, band, band.first_order, wave)
+        write_table(self.fits, table, f"{band.name}_SENS", "First-order sensitivity of the band")
+
+    def write(self, chunk) -> None:
+        """Write the cutouts and collect the catalogue rows of one chunk."""
+        start = [chunk.start, 0, 0]
+        for lay in self.layouts:
+            name = lay.band.name
+            self.fits[f"{name}_SCI"].write(chunk.sci[name], start=start)
+            self.fits[f"{name}_ERR"].write(chunk.err[name], start=start)
+            self.fits[f"{name}_DQ"].write(chunk.dq[name], start=start)
+        self.fits["DIRECT"].write(chunk.direct, start=start)
+        for i, s in enumerate(chunk.sources):
+            snr = tuple(chunk.snr[lay.band.name][i] for lay in self.layouts)
+            self.rows.append((s.source_id, s.ra_deg, s.dec_deg, s.z, s.mag_i, *snr, s.sed_id, s.shape_id, s.sed_class))
+
+    def close(self) -> Path:
+        """Write the SOURCES table and move the file into place."""
+        snr_cols = [(f"SNR_{lay.band.name}", "f4") for lay in self.layouts]
+        dtype = [("SOURCE_ID", "i8"), ("RA", "f8"), ("DEC", "f8"), ("Z_TRUE", "f8"), ("MAG_I", "f4"), *snr_cols]
+        # String columns as wide as their longest value: nothing is cut.
+        width = {k: max([len(r[-3 + i]) for r in self.rows] + [1]) for i, k in enumerate(("SED_ID", "SHAPE_ID", "CLASS"))}
+        dtype += [(k, f"S{w}") for k, w in width.items()]
+        table = np.array(self.rows, dtype=dtype)
+        write_table(self.fits, table, "SOURCES", "Simulated sources, in cube order")
+        self.fits.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file."""
+        try:
+            self.fits.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
+
+
+# ---------------------------------------------------------------- reading
+
+
+class SampleReader:
+    """Read a sample file's cutouts in chunks, checking its layout.
+
+    Parameters
+    ----------
+    path : path
+        A sample file written by `slitcli.sim.simulate.write_sample` (or with the same layout).
+    bands : tuple of str
+        Bands the caller needs, in the order wanted.
+    shape : (ny, nx), optional
+        Cutout shape the caller needs; a different shape is an `InputError`.
+    """
+
+    def __init__(self, path: str | Path, bands: tuple[str, ...], shape: tuple[int, int] | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            msg = f"{self.path}: file not found"
+            raise InputError(msg)
+        try:
+            self.fits = fitsio.FITS(str(self.path))
+        except OSError:
+            msg = f"{self.path}: cannot read as FITS (truncated or not a FITS file)"
+            raise InputError(msg) from None
+        have = [b for b in self.fits[0].read_header().get("BANDS", "").split(",") if b]
+        missing = [f"{b}_{e}" for b in bands for e in ("SCI", "ERR", "DQ") if f"{b}_{e}" not in self.fits]
+        if missing:
+            self.close()
+            msg = f"{self.path}: missing HDU(s) {', '.join(missing)}; the model needs bands {','.join(bands)}, the file has {','.join(have) or 'none'}"
+            raise InputError(msg)
+        dims = {tuple(self.fits[f"{b}_{e}"].get_dims()) for b in bands for e in ("SCI", "ERR", "DQ")}
+        if len(dims) != 1 or len(next(iter(dims))) != 3:
+            self.close()
+            msg = f"{self.path}: SCI/ERR/DQ HDUs of bands {','.join(bands)} must be N x ny x nx cubes of one shape, got {sorted(dims)}"
+            raise InputError(msg)
+        self.n, ny, nx = next(iter(dims))
+        self.shape = (ny, nx)
+        self.bands = tuple(bands)
+        if shape is not None and tuple(shape) != self.shape:
+            self.close()
+            msg = f"{self.path}: cutouts are {ny} x {nx} pixels; the model needs {shape[0]} x {shape[1]}"
+            raise InputError(msg)
+        if self.n == 0:
+            self.close()
+            msg = f"{self.path}: the sample holds no sources"
+            raise InputError(msg)
+
+    def sources(self):
+        """The SOURCES table (astropy Table), or None if the file has none."""
+        from astropy.table import Table
+
+        if "SOURCES" not in self.fits:
+            return None
+        table = Table(self.fits["SOURCES"].read())
+        for name in table.colnames:
+            if table[name].dtype.kind == "S":
+                table[name] = np.char.decode(np.char.strip(table[name]), "ascii")
+        return table
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx]."""
+        out = []
+        for ext in ("SCI", "ERR", "DQ"):
+            cubes = [self.fits[f"{b}_{ext}"][start:stop, :, :] for b in self.bands]
+            out.append(np.stack(cubes, axis=1))
+        sci, err, dq = out
+        for name, arr in (("SCI", sci), ("ERR", err)):
+            bad = ~np.isfinite(arr).all(axis=(1, 2, 3))
+            if bad.any():
+                msg = f"{self.path}: NaN or infinite values in the {name} cutouts of source index {start + int(np.argmax(bad))}"
+                raise InputError(msg)
+        return sci.astype(np.float32), err.astype(np.float32), dq.astype(np.int32)
+
+    def direct(self, start: int, stop: int) -> np.ndarray:
+        """Direct stamps `start:stop` [n, s, s] (flux fraction per pixel); `InputError` if the file has none."""
+        if "DIRECT" not in self.fits:
+            msg = f"{self.path}: no DIRECT HDU; the template route needs the sources' direct stamps"
+            raise InputError(msg)
+        stamps = self.fits["DIRECT"][start:stop, :, :].astype(np.float64)
+        if not np.isfinite(stamps).all():
+            msg = f"{self.path}: NaN or infinite values in the DIRECT stamps {start}:{stop}"
+            raise InputError(msg)
+        return stamps
+
+    def header(self, band: str) -> dict:
+        """WCS keywords of `band` (CRVAL1, CDELT1, CRPIX1 [Angstrom, Angstrom/pixel, 1-based pixel]); `InputError` if any is missing."""
+        header = self.fits[f"{band}_SCI"].read_header()
+        missing = [k for k in ("CRVAL1", "CDELT1", "CRPIX1") if k not in header]
+        if missing:
+            msg = f"{self.path}: HDU {band}_SCI lacks the wavelength keyword(s) {', '.join(missing)}"
+            raise InputError(msg)
+        return {k: float(header[k]) for k in ("CRVAL1", "CDELT1", "CRPIX1")}
+
+    def sensitivity(self, band: str) -> tuple[np.ndarray, np.ndarray]:
+        """The `band`_SENS table: wavelength [Angstrom] and sensitivity [e-/s per erg/s/cm2/Angstrom]."""
+        ext = f"{band}_SENS"
+        if ext not in self.fits:
+            msg = f"{self.path}: no {ext} HDU; the template route needs each band's sensitivity"
+            raise InputError(msg)
+        table = self.fits[ext].read()
+        names = table.dtype.names or ()
+        if "WAVELENGTH" not in names or "SENSITIVITY" not in names:
+            msg = f"{self.path}: HDU {ext} must have columns WAVELENGTH and SENSITIVITY, got {', '.join(names)}"
+            raise InputError(msg)
+        return np.asarray(table["WAVELENGTH"], np.float64), np.asarray(table["SENSITIVITY"], np.float64)
+
+    def iter_chunks(self, chunk: int = 256):
+        """Yield (start, sci, err, dq) over the whole sample."""
+        for start in range(0, self.n, chunk):
+            yield (start, *self.read(start, min(start + chunk, self.n)))
+
+    def close(self) -> None:
+        self.fits.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,140 @@
+"""The embedded default mock population: real SEDs and shapes, CSST-like n(z).
+
+Each source takes
+- a redshift from n(z) proportional to z^alpha exp(-(z/z0)^beta) (Smail et al. 1994
+  form; defaults peak at z = 0.40 with a tail past z = 1.2, as a stand-in for the
+  unpublished CSST target n(z));
+- an SED from the kcorrect fits to 10,000 real SDSS galaxies (`slitcli.sim.seds`);
+- an absolute magnitude from a Schechter luminosity function in the SDSS i band
+  (Blanton et al. 2003: M* = -21.26 + 5 log10 h at z = 0.1, h = 0.7, so -22.03;
+  alpha = -1.1; brightening by Q = 1 mag per unit redshift), kept only if the
+  apparent magnitude lies within the survey's flux limits (the redshift is kept and
+  the galaxy redrawn, so the sample follows n(z) exactly);
+- a shape from the HXDF stamps (`slitcli.sim.shapes`), turned by a random multiple of
+  90 degrees and flipped at random (exact pixel operations);
+- a sky position uniform in a square field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slitcli.errors import ConfigError
+from slitcli.sim.seds import OBS_WAVE_AA, ab_magnitude, load_sed_library, observed_sed
+from slitcli.sim.shapes import load_shape_library
+from slitcli.sim.sources import Source
+
+__all__ = ["PopulationConfig", "PopulationProvider", "draw_sources", "draw_redshifts"]
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """Parameters of the default mock population."""
+
+    nz_z0: float = 0.33
+    nz_alpha: float = 2.0
+    nz_beta: float = 1.5
+    z_min: float = 0.02
+    z_max: float = 2.0
+    mag_i_min: float = 17.0
+    mag_i_max: float = 23.5
+    lf_mstar_i: float = -22.03
+    lf_alpha: float = -1.1
+    lf_evolution_q: float = 1.0
+    field_ra_deg: float = 150.1
+    field_dec_deg: float = 2.2
+    field_size_deg: float = 1.0
+
+    def __post_init__(self):
+        if not 0 < self.z_min < self.z_max:
+            msg = "need 0 < z_min < z_max"
+            raise ValueError(msg)
+        if not self.mag_i_min < self.mag_i_max:
+            msg = "need mag_i_min < mag_i_max"
+            raise ValueError(msg)
+        if self.nz_z0 <= 0 or self.nz_beta <= 0:
+            msg = "nz_z0 and nz_beta must be > 0"
+            raise ValueError(msg)
+
+
+def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw `n` redshifts from the n(z) of `config` (inverse CDF on a fine grid)."""
+    z = np.linspace(config.z_min, config.z_max, 4001)
+    pdf = z**config.nz_alpha * np.exp(-((z / config.nz_z0) ** config.nz_beta))
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(z))])
+    return np.interp(rng.uniform(0.0, cdf[-1], n), cdf, z)
+
+
+def _draw_abs_mag(config: PopulationConfig, z: float, rng: np.random.Generator) -> float:
+    from astropy.cosmology import Planck18
+
+    mstar = config.lf_mstar_i - config.lf_evolution_q * (z - 0.1)
+    # Fainter than this cannot reach mag_i_max even with a generous K-correction.
+    faint = config.mag_i_max - Planck18.distmod(z).value + 2.5
+    m = np.linspace(mstar - 4.0, max(faint, mstar - 3.0), 2001)
+    x = 10.0 ** (0.4 * (mstar - m))
+    pdf = x ** (config.lf_alpha + 1.0) * np.exp(-x)
+    cdf = np.cumsum(pdf)
+    return float(np.interp(rng.uniform(0.0, cdf[-1]), cdf, m))
+
+
+def draw_sources(config: PopulationConfig, n: int, first_id: int, rng: np.random.Generator) -> list[Source]:
+    """Draw `n` mock sources with ids `first_id`, `first_id` + 1, ...
+
+    Raises
+    ------
+    ConfigError
+        If no galaxy of the library passes the flux limits at a drawn redshift
+        within 1000 tries (flux limits that n(z) cannot meet).
+    """
+    seds = load_sed_library()
+    shapes = load_shape_library()
+    redshifts = draw_redshifts(config, n, rng)
+    out = []
+    for k, z in enumerate(redshifts):
+        for _try in range(1000):
+            g = int(rng.integers(len(seds)))
+            abs_mag = _draw_abs_mag(config, z, rng)
+            flam = observed_sed(seds, g, z) * 10.0 ** (-0.4 * (abs_mag - seds.abs_mag_i[g]))
+            mag = float(ab_magnitude(OBS_WAVE_AA, flam))
+            if config.mag_i_min <= mag <= config.mag_i_max:
+                break
+        else:
+            msg = f"no galaxy passes {config.mag_i_min} <= i <= {config.mag_i_max} at z = {z:.3f}"
+            raise ConfigError(msg)
+        s = int(rng.integers(len(shapes)))
+        image = np.rot90(shapes.stamps[s], k=int(rng.integers(4)))
+        if rng.integers(2):
+            image = image[:, ::-1]
+        half = 0.5 * config.field_size_deg
+        dec = config.field_dec_deg + rng.uniform(-half, half)
+        ra = config.field_ra_deg + rng.uniform(-half, half) / np.cos(np.radians(dec))
+        out.append(
+            Source(
+                source_id=first_id + k,
+                ra_deg=float(ra),
+                dec_deg=float(dec),
+                z=float(z),
+                wave_aa=OBS_WAVE_AA,
+                flam=flam,
+                image=np.ascontiguousarray(image),
+                pixel_scale_arcsec=shapes.pixel_scale_arcsec,
+                sed_id=seds.sed_id(g),
+                shape_id=f"{shapes.name}:{s}",
+                sed_class=str(seds.sed_class[g]),
+                mag_i=mag,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PopulationProvider:
+    """Sources `start` .. `start + count - 1` of the default population (ids start at 1)."""
+
+    config: PopulationConfig
+
+    def __call__(self, start: int, count: int, rng: np.random.Generator) -> list[Source]:
+        return draw_sources(self.config, count, start + 1, rng)
