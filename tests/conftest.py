@@ -27,6 +27,15 @@ def assert_one_line_error(result, *needles):
         assert needle in lines[0], lines[0]
 
 
+def assert_usage_error(result, *needles):
+    """A usage error: exit 2, the usage line and the offending option on stderr, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Usage: slitcli "), result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
 def expected_rate_e_s(csst, band, wave, flam, lo, hi):
     """Integral of f_lambda x S(lambda) over [lo, hi] [e-/s], with astropy units, independent of slitcli."""
     sel = (wave >= lo) & (wave <= hi)

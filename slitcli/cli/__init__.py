@@ -1,56 +1,47 @@
 """The `slitcli` command line: a thin layer that parses, loads config and calls the library.
 
-Errors a user can cause (`slitcli.errors.SlitcliError`) become one line on stderr
-and exit code 1; usage errors exit 2; an interrupt exits 130.
+Errors a user can cause (`slitcli.errors.SlitcliError`, and the operating system's
+errors on the files named) become one line on stderr and exit code 1; usage errors exit
+2; an interrupt, at any moment, one line and exit 130. The command modules import the
+library (torch, astropy, numba) only inside the commands, so ``--help`` is quick.
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
+__all__ = ["app", "main"]
 
-from slitcli import __version__
-from slitcli.cli import augment as _augment
-from slitcli.cli import calibrate as _calibrate
-from slitcli.cli import evaluate as _evaluate
-from slitcli.cli import predict as _predict
-from slitcli.cli import simulate as _simulate
-from slitcli.cli import train as _train
-
-app = typer.Typer(
-    name="slitcli",
-    help=(
-        "Redshifts from 2D slitless spectroscopic images (CSST GV and GI bands).\n\n"
-        "Data go to files, messages to stderr. Exit codes: 0 success, 1 bad input or "
-        "configuration, 2 bad usage, 130 interrupted."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-app.command(name="simulate", no_args_is_help=False)(_simulate.simulate)
-app.command(name="augment", no_args_is_help=True)(_augment.augment)
-app.command(name="train", no_args_is_help=True)(_train.train)
-app.command(name="predict", no_args_is_help=True)(_predict.predict)
-app.command(name="calibrate", no_args_is_help=True)(_calibrate.calibrate)
-app.command(name="evaluate", no_args_is_help=True)(_evaluate.evaluate)
+_INTERRUPTED = "slitcli: interrupted; no output written\n"
 
 
-def _version(value: bool):
-    if value:
-        typer.echo(f"slitcli {__version__}")
-        raise typer.Exit()
+def __getattr__(name: str):
+    # `from slitcli.cli import app` without importing typer when only `main` is needed.
+    if name == "app":
+        from slitcli.cli.commands import app
 
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-):
-    """slitcli: redshifts from 2D slitless spectroscopic images."""
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    """Console entry point."""
-    sys.exit(app(standalone_mode=True))
+    """Console entry point: run the app, mapping interrupts and usage errors to exit codes."""
+    try:
+        from slitcli.cli import _common
+        from slitcli.cli.commands import app
+        from slitcli.cli._common import Abort, ClickException
+
+        try:
+            code = app(standalone_mode=False)
+        except ClickException as err:  # usage errors: message and usage, exit 2
+            err.show()
+            code = err.exit_code
+        except Abort:  # end of input at a prompt; slitcli never prompts
+            sys.stderr.write("slitcli: error: aborted\n")
+            code = 1
+        if code == 130 and not _common.interrupt_reported:
+            sys.stderr.write(_INTERRUPTED)
+    except KeyboardInterrupt:  # while the modules load
+        sys.stderr.write(_INTERRUPTED)
+        code = 130
+    sys.exit(code or 0)

@@ -6,20 +6,21 @@ from pathlib import Path
 
 import typer
 
-from slitcli.cli._common import console, progress_bar, user_errors
+from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
 
 
 def calibrate(
-    sample: Path = typer.Argument(..., help="Held-out sample file with true redshifts (the validation sample; never the test sample).", show_default=False),
-    model: Path = typer.Option(None, "--model", "-m", help="Model directory to calibrate. Default: the shipped model.", show_default=False),
-    output: Path = typer.Option(None, "-o", "--output", help="New model directory for the calibrated model.", show_default=False),
+    sample: Path = typer.Argument(..., help="Held-out sample file with true redshifts (the validation sample; never the test sample).", metavar="SAMPLE", show_default=False),
+    model: Path = typer.Option(None, "--model", "-m", help="Model directory to calibrate. [default: the shipped model]", metavar="DIR", show_default=False),
+    output: Path = typer.Option(None, "-o", "--output", help="New model directory for the calibrated model.", metavar="DIR", show_default=False),
     in_place: bool = typer.Option(False, "--in-place", help="Write the temperature into the model directory itself."),
-    n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks."),
+    n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2).", metavar="N", min=2),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ):
     """Fit the temperature T that scales every uncertainty so that coverage matches confidence.
 
@@ -35,12 +36,12 @@ def calibrate(
 
       slitcli calibrate val.fits -m models/my-model -o models/my-model-cal
     """
-    from slitcli.errors import ConfigError
-    from slitcli.nn.calibration import calibrate_model
-    from slitcli.nn.modelfile import load_model, save_model
-    from slitcli.nn.predict import PredictConfig, check_inputs
+    with command(quiet, verbose):
+        from slitcli.errors import ConfigError
+        from slitcli.nn.calibration import calibrate_model
+        from slitcli.nn.modelfile import load_model, save_model
+        from slitcli.nn.predict import PredictConfig, check_inputs
 
-    with user_errors():
         if in_place == (output is not None):
             raise ConfigError("give exactly one of -o/--output (a new model directory) and --in-place")
         cfg = PredictConfig(n_mc=n_mc, seed=seed, device=device)
@@ -53,7 +54,7 @@ def calibrate(
             task = bar.add_task(f"predicting {sample.name}", total=None)
             result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))
         save_model(bundle, target, overwrite=True)
-        console.print(
+        log.info(
             f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
             f"on {result.n} sources of {result.sample}; "
             f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}; wrote {target}"

@@ -6,20 +6,8 @@ import math
 from pathlib import Path
 
 import typer
-from rich.table import Table as RichTable
-from rich.text import Text
 
-from slitcli import __version__
-from slitcli.cli._common import console, user_errors
-from slitcli.errors import ConfigError, InputError, SlitcliError
-from slitcli.evaluation.evaluate import (
-    PRED_COLUMNS,
-    join_truth,
-    metrics_table,
-    read_truth,
-)
-from slitcli.evaluation.report import check_report_dir, write_report
-from slitcli.io.catalog import read_catalog
+from slitcli.cli._common import QUIET, VERBOSE, command, console, log
 
 SNR_COLUMN = "SNR_GI"
 
@@ -44,12 +32,14 @@ def _parse_cuts(text: str) -> tuple[float, ...]:
     except ValueError:
         cuts = ()
     if not cuts or not all(math.isfinite(c) for c in cuts):
-        msg = f"--snr-cuts must be comma-separated numbers such as 1,3,5,10; got {text!r}"
-        raise ConfigError(msg)
+        raise typer.BadParameter(f"must be comma-separated numbers such as 1,3,5,10; got {text!r}", param_hint="'--snr-cuts'")
     return tuple(sorted(set(cuts)))
 
 
-def _rich_table(metrics) -> RichTable:
+def _rich_table(metrics):
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
     table = RichTable(box=None, pad_edge=False, header_style="bold")
     table.add_column("\nsample")
     for _, header, _ in _SHOWN:
@@ -63,22 +53,24 @@ def _rich_table(metrics) -> RichTable:
 def _print_summary(metrics, *, has_snr: bool, truth_name: str) -> None:
     console.print(_rich_table(metrics))
     n_pred, n_matched = metrics.meta["N_PRED"], metrics.meta["N_MATCHED"]
-    console.print(f"matched {n_matched} of {n_pred} predictions to {metrics.meta['N_TRUTH']} true redshifts", markup=False)
+    log.info(f"matched {n_matched} of {n_pred} predictions to {metrics.meta['N_TRUTH']} true redshifts")
     if n_matched < n_pred:
-        console.print(f"note: {n_pred - n_matched} predictions have no SOURCE_ID in {truth_name} and are left out", markup=False)
+        log.info(f"note: {n_pred - n_matched} predictions have no SOURCE_ID in {truth_name} and are left out")
     n_zwarn = int(metrics["n_zwarn"][0])  # row "all"
     if n_zwarn:
-        console.print(f"note: {n_zwarn} sources have ZWARN != 0; kept in every sample (n_zwarn)", markup=False)
+        log.info(f"note: {n_zwarn} sources have ZWARN != 0; kept in every sample (n_zwarn)")
     if not has_snr:
-        console.print(f"note: no {SNR_COLUMN} column in either file: no SNR samples, no residual_vs_snr.png", markup=False)
+        log.info(f"note: no {SNR_COLUMN} column in either file: no SNR samples, no residual_vs_snr.png")
 
 
 def evaluate(
-    predictions: Path = typer.Argument(..., help="Prediction catalogue (ECSV or FITS) with SOURCE_ID, Z and ZERR; ZWARN and SNR_GI are used if present.", metavar="PREDICTIONS", show_default=False),
-    truth: Path = typer.Option(..., "--truth", help="True redshifts: a sample file from `slitcli simulate` (its SOURCES HDU), or any ECSV/FITS catalogue with SOURCE_ID and Z_TRUE (SNR_GI and CLASS optional).", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="Report directory; created if missing.", show_default=False),
-    snr_cuts: str = typer.Option("1,3,5,10", "--snr-cuts", help="Comma-separated SNR_GI thresholds: one sample (and one plot panel) per cut."),
+    predictions: Path = typer.Argument(..., help="Prediction catalogue (ECSV or FITS) with SOURCE_ID, Z and ZERR; ZWARN and SNR_GI are used if present.", metavar="CATALOG", show_default=False),
+    truth: Path = typer.Option(..., "--truth", help="True redshifts: a sample file from `slitcli simulate` (its SOURCES HDU), or any ECSV/FITS catalogue with SOURCE_ID and Z_TRUE (SNR_GI and CLASS optional).", metavar="FILE", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Report directory; created if missing.", metavar="DIR", show_default=False),
+    snr_cuts: str = typer.Option("1,3,5,10", "--snr-cuts", help="Comma-separated SNR_GI thresholds: one sample (and one plot panel) per cut.", metavar="LIST"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace report files already in the directory."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ):
     """Compare predicted redshifts with the truth: a metrics table and four plots.
 
@@ -96,8 +88,14 @@ def evaluate(
 
       slitcli evaluate z.fits --truth truth.ecsv -o rep/ --snr-cuts 2,5
     """
-    with user_errors():
-        cuts = _parse_cuts(snr_cuts)
+    cuts = _parse_cuts(snr_cuts)
+    with command(quiet, verbose):
+        from slitcli import __version__
+        from slitcli.errors import InputError, SlitcliError
+        from slitcli.evaluation.evaluate import PRED_COLUMNS, join_truth, metrics_table, read_truth
+        from slitcli.evaluation.report import check_report_dir, write_report
+        from slitcli.io.catalog import read_catalog
+
         check_report_dir(output, overwrite)
         pred = read_catalog(predictions, PRED_COLUMNS)
         true = read_truth(truth)
@@ -111,5 +109,6 @@ def evaluate(
             raise InputError(msg) from None
         metrics.meta.update(PREDFILE=predictions.name, TRUTHFILE=truth.name, SWVERS=__version__)
         written = write_report(output, joined, metrics, snr_cuts=cuts, snr_column=SNR_COLUMN, overwrite=overwrite)
-        _print_summary(metrics, has_snr=SNR_COLUMN in joined.colnames, truth_name=truth.name)
-        console.print(f"wrote {', '.join(p.name for p in written)} to {output}", markup=False)
+        if not quiet:
+            _print_summary(metrics, has_snr=SNR_COLUMN in joined.colnames, truth_name=truth.name)
+        log.info(f"wrote {', '.join(p.name for p in written)} to {output}")

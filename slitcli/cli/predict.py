@@ -6,19 +6,8 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from astropy.table import vstack
 
-from slitcli.classic.template_fit import (
-    TemplateFitConfig,
-    check_template_inputs,
-    fit_file,
-)
-from slitcli.classic.template_fit import catalog_meta as template_meta
-from slitcli.cli._common import console, progress_bar, user_errors
-from slitcli.io.catalog import catalog_format, write_catalog
-from slitcli.io.files import check_output_path
-from slitcli.nn.modelfile import load_model
-from slitcli.nn.predict import PredictConfig, catalog_meta, check_inputs, predict_file
+from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
 
 
 class Method(str, Enum):
@@ -27,20 +16,21 @@ class Method(str, Enum):
 
 
 def predict(
-    inputs: list[Path] = typer.Argument(..., help="Sample files (FITS with <BAND>_SCI/_ERR/_DQ cubes).", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="Catalogue to write: .ecsv or .fits.", show_default=False),
+    inputs: list[Path] = typer.Argument(..., help="Sample files (FITS with <BAND>_SCI/_ERR/_DQ cubes, from slitcli simulate).", metavar="SAMPLE", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Catalogue to write: .ecsv or .fits.", metavar="CATALOG", show_default=False),
     method: Method = typer.Option(
         Method.cnn, "--method",
         help="cnn: the Bayesian CNN on the 2D cutouts. template: the classic route, optimal 1D extraction and a "
         "chi-square fit of CWW+Kinney and emission-line templates (needs the files' DIRECT stamps).",
     ),
-    model: Path = typer.Option(None, "--model", "-m", help="Model directory (cnn). Default: the model shipped in models/.", show_default=False),
-    n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (cnn, >= 2)."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn)."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda (cnn)."),
+    model: Path = typer.Option(None, "--model", "-m", help="Model directory (cnn). [default: the model shipped in models/]", metavar="DIR", show_default=False),
+    n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (cnn, >= 2).", metavar="N", min=2),
+    batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch.", metavar="N", min=1),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda (cnn).", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ):
     """Predict redshifts (Z, ZERR, ZERR_EPI, ZERR_ALE, quantiles, ZWARN) for every source.
 
@@ -50,10 +40,18 @@ def predict(
 
       slitcli predict exposures/*.fits --method template -o z_template.ecsv
     """
-    with user_errors():
+    with command(quiet, verbose):
+        from astropy.table import vstack
+
+        from slitcli.io.catalog import catalog_format, write_catalog
+        from slitcli.io.files import check_output_path
+
         catalog_format(output)
         check_output_path(output, overwrite)
         if method is Method.template:
+            from slitcli.classic.template_fit import TemplateFitConfig, check_template_inputs, fit_file
+            from slitcli.classic.template_fit import catalog_meta as template_meta
+
             fit_cfg = TemplateFitConfig()
             check_template_inputs(inputs)
             meta = template_meta(fit_cfg)
@@ -61,10 +59,14 @@ def predict(
             def run(path, progress):
                 return fit_file(path, fit_cfg, batch_size=min(batch_size, 16), progress=progress)
         else:
+            from slitcli.nn.modelfile import load_model
+            from slitcli.nn.predict import PredictConfig, catalog_meta, check_inputs, predict_file
+
             cfg = PredictConfig(n_mc=n_mc, batch_size=batch_size, seed=seed, device=device)
             bundle = load_model(model)
             check_inputs(bundle, inputs)
             meta = catalog_meta(bundle, cfg)
+            log.debug("model %s (%s), device %s", bundle.name, bundle.path, meta["DEVICE"])
 
             def run(path, progress):
                 return predict_file(bundle, path, cfg, progress=progress)
@@ -77,5 +79,4 @@ def predict(
         table = vstack(tables)
         table.meta.update({**meta, "INPUTS": ",".join(p.name for p in inputs)})
         write_catalog(table, output, overwrite=overwrite)
-        if not quiet:
-            console.print(f"wrote {len(table)} redshifts to {output} ({method.value})")
+        log.info("wrote %d redshifts to %s (%s)", len(table), output, method.value)

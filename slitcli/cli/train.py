@@ -6,28 +6,27 @@ from pathlib import Path
 
 import typer
 
-from slitcli.cli._common import console, progress_bar, user_errors
-from slitcli.config import from_mapping, load_yaml
-from slitcli.errors import ConfigError
+from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
 
 
 def train(
-    train_files: list[Path] = typer.Argument(..., help="Training sample file(s) (from slitcli simulate).", show_default=False),
-    val: Path = typer.Option(..., "--val", help="Validation sample file: picks the best epoch and stops early. Never the test sample.", show_default=False),
-    output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", show_default=False),
-    name: str = typer.Option(None, "--name", help="Model name in the card. Default: the directory name.", show_default=False),
-    config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.nn.train.TrainConfig) and 'model' (architecture options).", show_default=False),
-    architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU) or resnet34 (the paper's).", show_default=False),
-    pretrain_epochs: int = typer.Option(None, "--pretrain-epochs", help="Maximum deterministic pre-training epochs (default 20).", show_default=False),
-    finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs (default 10).", show_default=False),
-    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default 128).", show_default=False),
-    max_shift_x: int = typer.Option(None, "--max-shift-x", help="Largest augmentation shift along the dispersion [pixel] (default 3; the paper: 48).", show_default=False),
-    init_from: Path = typer.Option(None, "--init-from", help="Start from this model directory's weights and normalisation (e.g. to continue training on more data).", show_default=False),
-    seed: int = typer.Option(None, "--seed", help="Seed of initialisation, batches, augmentation and dropout (default 0).", show_default=False),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
+    train_files: list[Path] = typer.Argument(..., help="Training sample file(s) (from slitcli simulate).", metavar="SAMPLE", show_default=False),
+    val: Path = typer.Option(..., "--val", help="Validation sample file: picks the best epoch and stops early. Never the test sample.", metavar="SAMPLE", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", metavar="DIR", show_default=False),
+    name: str = typer.Option(None, "--name", help="Model name in the card. [default: the directory name]", metavar="NAME", show_default=False),
+    config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.nn.train.TrainConfig) and 'model' (architecture options).", metavar="YAML", show_default=False),
+    architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU) or resnet34 (the paper's). [default: slitnet]", metavar="NAME", show_default=False),
+    pretrain_epochs: int = typer.Option(None, "--pretrain-epochs", help="Maximum deterministic pre-training epochs. [default: 20]", metavar="N", min=0, show_default=False),
+    finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs; 0 gives a deterministic model. [default: 10]", metavar="N", min=0, show_default=False),
+    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (>= 2: batch-norm needs two sources). [default: 128]", metavar="N", min=2, show_default=False),
+    max_shift_x: int = typer.Option(None, "--max-shift-x", help="Largest augmentation shift along the dispersion [pixel] (the paper: 48). [default: 3]", metavar="PIX", min=0, show_default=False),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from this model directory's weights and normalisation (e.g. to continue training on more data).", metavar="DIR", show_default=False),
+    seed: int = typer.Option(None, "--seed", help="Seed of initialisation, batches, augmentation and dropout. [default: 0]", metavar="N", show_default=False),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/checkpoint.pt after an interruption; gives the same weights."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
 ):
     """Train the Bayesian CNN: deterministic pre-training (MSE), then Bayesian fine-tuning (Gaussian NLL).
 
@@ -35,19 +34,18 @@ def train(
 
       slitcli train train.fits --val val.fits -o models/my-model
     """
-    import dataclasses
+    if pretrain_epochs == 0 and finetune_epochs == 0:
+        raise typer.BadParameter("pre-training and fine-tuning cannot both have 0 epochs", param_hint="'--pretrain-epochs'")
+    with command(quiet, verbose):
+        import dataclasses
 
-    from slitcli.nn.modelfile import load_model, save_model
-    from slitcli.nn.predict import resolve_device
-    from slitcli.nn.train import (
-        TrainConfig,
-        concat_train_data,
-        load_train_data,
-        with_overrides,
-    )
-    from slitcli.nn.train import train as run_train
+        from slitcli.config import from_mapping, load_yaml
+        from slitcli.errors import ConfigError
+        from slitcli.nn.modelfile import load_model, save_model
+        from slitcli.nn.predict import resolve_device
+        from slitcli.nn.train import TrainConfig, concat_train_data, load_train_data, with_overrides
+        from slitcli.nn.train import train as run_train
 
-    with user_errors():
         torch_device = resolve_device(device)
         cfg, model_opts = TrainConfig(), {}
         if config:
@@ -67,13 +65,13 @@ def train(
             task = bar.add_task("reading", total=None)
             tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
             va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
-            if not quiet:
-                console.print(f"training on {len(tr.z)} sources, validating on {len(va.z)} (SNR_GI >= {cfg.min_snr})")
+            log.info("training on %d sources, validating on %d (SNR_GI >= %g)", len(tr.z), len(va.z), cfg.min_snr)
             last = {"val": float("nan")}
 
             def show(info):
                 if info.get("done_epoch"):
                     last["val"] = info["val_sigma_nmad"]
+                    log.info("%s epoch %d/%d: loss %.4f, validation sigma_NMAD %.4f%s", info["phase"], info["epoch"] + 1, info["epochs"], info["loss"], info["val_sigma_nmad"], " (best)" if info["best"] else "")
                     return
                 bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
 
@@ -82,5 +80,4 @@ def train(
             bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
         save_model(bundle, output, overwrite=True)
-        if not quiet:
-            console.print(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")
+        log.info(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")

@@ -334,7 +334,7 @@ def train(
         state["epoch"] += 1
         epochs_this_call += 1
         if progress:
-            progress({"phase": phase, "epoch": state["epoch"], "epochs": max_epochs, "val_sigma_nmad": float(score), "done_epoch": True})
+            progress({"phase": phase, "epoch": state["epoch"] - 1, "epochs": max_epochs, "loss": float(np.mean(losses)), "val_sigma_nmad": float(score), "best": state.get("best_epoch") == state["epoch"] - 1 and state["stale"] == 0, "done_epoch": True})
         if checkpoint:
             _save_checkpoint(checkpoint, model, opt, sched, state)
     finished = state["phase"] == "finetune" and (state["epoch"] >= config.finetune_epochs or state["stale"] >= config.patience)

@@ -9,6 +9,7 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from slitcli.cli import app
+from conftest import assert_usage_error
 
 runner = CliRunner()
 SIM = "cutout_height: 16\ncutout_width: 96\nstamp_size: 32\n"
@@ -118,7 +119,7 @@ def test_calibration_lowers_the_error_of_a_mis_scaled_model(workdir, tmp_path):
 
 def test_n_mc_below_two_is_refused(workdir, tmp_path):
     result = invoke("predict", workdir / "test.fits", "-m", workdir / "model", "-o", tmp_path / "z.ecsv", "--n-mc", 1)
-    assert result.exit_code == 1 and "--n-mc must be >= 2" in result.output
+    assert_usage_error(result, "--n-mc")
 
 
 def test_resume_via_cli_needs_no_overwrite(workdir):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, assert_usage_error
 from typer.testing import CliRunner
 
 from slitcli.cli import app
@@ -255,7 +255,7 @@ def test_bad_input_files(tmp_path, case):
 @pytest.mark.parametrize("cuts", ["1,x", "", "nan"])
 def test_bad_snr_cuts(tmp_path, cuts):
     pred_path, truth_path = _write(tmp_path)
-    assert_one_line_error(run(pred_path, "--truth", truth_path, "-o", tmp_path / "r", "--snr-cuts", cuts), "--snr-cuts")
+    assert_usage_error(run(pred_path, "--truth", truth_path, "-o", tmp_path / "r", "--snr-cuts", cuts), "--snr-cuts")
     assert not (tmp_path / "r").exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from astropy.io import fits
 from astropy.table import Table
-from conftest import assert_one_line_error, write_desi, write_hsc
+from conftest import assert_one_line_error, assert_usage_error, write_desi, write_hsc
 from typer.testing import CliRunner
 
 from slitcli.cli import app
@@ -187,12 +187,12 @@ def test_missing_file(tmp_path):
 
 
 def test_only_one_of_hsc_and_desi(tmp_path):
-    assert_one_line_error(run("--hsc", write_hsc(tmp_path / "h.fits"), "-o", tmp_path / "o.fits"), "--hsc and --desi go together")
+    assert_usage_error(run("--hsc", write_hsc(tmp_path / "h.fits"), "-o", tmp_path / "o.fits"), "--hsc and --desi go together")
 
 
 @pytest.mark.parametrize("n", [0, -3])
 def test_non_positive_n(tmp_path, n):
-    assert_one_line_error(run("-n", n, "-o", tmp_path / "o.fits"), "-n must be >= 1")
+    assert_usage_error(run("-n", n, "-o", tmp_path / "o.fits"), "--n-sources", "greater than or equal to 1")
     assert not (tmp_path / "o.fits").exists()
 
 
