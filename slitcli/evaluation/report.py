@@ -20,7 +20,7 @@ from slitcli.evaluation import plots
 from slitcli.evaluation.evaluate import predictive_dof
 from slitcli.io.catalog import write_catalog
 
-__all__ = ["REPORT_FILES", "check_report_dir", "write_report"]
+__all__ = ["REPORT_FILES", "check_report_dir", "plot_title", "write_report"]
 
 #: Every file a report may hold (residual_vs_snr.png only when there is an SNR column).
 REPORT_FILES = ("metrics.ecsv", "z_pred_vs_true.png", "calibration.png", "residual_vs_snr.png", "pit.png")
@@ -39,17 +39,50 @@ def check_report_dir(output_dir: str | Path, overwrite: bool) -> Path:
     return output_dir
 
 
+def _text(value) -> str:
+    return value.decode("ascii", "replace").strip() if isinstance(value, bytes) else str(value).strip()
+
+
+def plot_title(meta) -> str:
+    """The title of every plot: which model or method made the predictions, and which files were compared.
+
+    Line 1 from the prediction catalogue's meta: ``CNN model <MODEL>`` (METHOD ``cnn``),
+    ``template fit`` (METHOD ``template``), else the METHOD or ``unknown model``. Line 2
+    from the metrics meta: ``predictions <PREDFILE> against truth <TRUTHFILE>``, and the
+    sample files predicted on (INPUTS) when they are not the truth file. Parts missing
+    from `meta` are left out.
+    """
+    get = {k: _text(v) for k, v in meta.items() if v is not None and _text(v)}.get
+    method, model = get("METHOD", ""), get("MODEL")
+    if model and method in ("", "cnn"):
+        first = f"CNN model {model}"
+    elif method == "template":
+        first = "template fit"
+    else:
+        first = " ".join(p for p in (method, model) if p) or "unknown model"
+    files = []
+    if get("PREDFILE"):
+        files.append(f"predictions {get('PREDFILE')}")
+    if get("TRUTHFILE"):
+        files.append(f"truth {get('TRUTHFILE')}")
+    second = " against ".join(files)
+    if get("INPUTS") and get("INPUTS") != get("TRUTHFILE"):
+        second += f" (predicted from {get('INPUTS')})" if second else f"predicted from {get('INPUTS')}"
+    return f"{first}\n{second}" if second else first
+
+
 def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str) -> list[Path]:
     z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
     snr = np.asarray(joined[snr_column], dtype=np.float64) if snr_column in joined.colnames else None
+    title, dof = plot_title({**joined.meta, **metrics.meta}), predictive_dof(joined.meta)
     files = [
         write_catalog(metrics, stage / "metrics.ecsv"),
-        plots.plot_z_pred_vs_true(z_pred, z_true, stage / "z_pred_vs_true.png", snr=snr, snr_cuts=snr_cuts, snr_label=snr_column),
-        plots.plot_calibration(z_pred, zerr, z_true, stage / "calibration.png", dof=predictive_dof(joined.meta)),
+        plots.plot_z_pred_vs_true(z_pred, z_true, stage / "z_pred_vs_true.png", snr=snr, snr_cuts=snr_cuts, snr_label=snr_column, title=title),
+        plots.plot_calibration(z_pred, zerr, z_true, stage / "calibration.png", dof=dof, snr=snr, snr_cuts=snr_cuts, snr_label=snr_column, title=title),
     ]
     if snr is not None:
-        files.append(plots.plot_residual_vs_snr(z_pred, zerr, z_true, snr, stage / "residual_vs_snr.png", snr_label=snr_column))
-    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=predictive_dof(joined.meta)))
+        files.append(plots.plot_residual_vs_snr(z_pred, zerr, z_true, snr, stage / "residual_vs_snr.png", snr_label=snr_column, title=title))
+    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=dof, title=title))
     return files
 
 
