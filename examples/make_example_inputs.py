@@ -69,14 +69,14 @@ FIRST_OBJECT_ID = 43158176442351000  # HSC-like 64-bit identifiers
 
 def _parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=Path("."), help="directory to write the two files in (default: .)")
+    parser.add_argument("--out-dir", type=Path, default=Path("."), help="directory to write the two files in, created if missing (default: .)")
     parser.add_argument("-n", type=int, default=20, help="number of galaxies (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("-n must be >= 1")
-    if not args.out_dir.is_dir():
-        parser.error(f"--out-dir {args.out_dir} is not a directory")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        parser.error(f"--out-dir {args.out_dir} exists and is not a directory")
     return args
 
 
@@ -233,6 +233,10 @@ def main(argv=None) -> None:
     images = make_images(mag_i, rng)
     target_ra, target_dec = offset_positions(ra, dec, rng)
     hsc, desi = args.out_dir / "example_hsc.fits", args.out_dir / "example_desi.fits"
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        sys.exit(f"make_example_inputs.py: error: --out-dir {args.out_dir}: {err.strerror}")
     write_hsc(hsc, object_id, ra, dec, images)
     write_desi(desi, object_id, target_ra, target_dec, z, sed_class, flam)
     print(f"wrote {hsc} and {desi}", file=sys.stderr)

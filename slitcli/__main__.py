@@ -1,3 +1,9 @@
-from slitcli.cli import main
+import sys
+
+try:
+    from slitcli.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the entry point loads
+    sys.stderr.write("slitcli: interrupted; no partial output left\n")
+    sys.exit(130)
 
 main()

@@ -17,7 +17,10 @@ The chi-square is minimised over the template coefficients (non-negative least
 squares) on a grid in t = ln(1 + z): a coarse grid, then fine windows around the
 best few minima, then a window a few sigma wide around the best. The redshift PDF is
 exp(-(chi2 - chi2_min) / (2 s)), s = max(1, reduced chi2_min) (the template mismatch
-is folded into the width), and the quantiles and `ZERR` come from it.
+is folded into the width), and the quantiles and `ZERR` come from it: the quantiles are
+read from its CDF in t (so they stay inside [z_min, z_max]), Z is the best fit and
+ZERR / (1 + Z) half the width in t of its central 68.27% interval, as
+`slitcli.io.redshift` defines for every catalogue.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from slitcli.extract import (
     extract_optimal,
     sample_band_columns,
 )
-from slitcli.io.redshift import ZWARN_BITS, data_zwarn, source_identity
+from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, source_identity
 from slitcli.io.samplefile import SampleReader
 
 __all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
@@ -301,11 +304,12 @@ def fit_redshift(
     neighbours = best > 0 and best < known.size - 1 and known[best + 1] - known[best - 1] == 2
     t_best, curv = _parabola(t_known, chi_known, best) if neighbours else (float(t_known[best]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
-    levels = (0.025, 0.16, 0.5, 0.84, 0.975)
+    # The published levels and Phi(-+1), whose interval gives ZERR (`slitcli.io.redshift`).
+    levels = (*QUANTILES.values(), *SIGMA_LEVELS)
     if sigma < 2 * config.step:
         # The PDF's core is narrower than the grid resolves: use its Gaussian shape
-        # from the chi-square's curvature at the minimum.
-        quantiles = {q: float(np.expm1(t_best + sigma * ndtri(q))) for q in levels}
+        # from the chi-square's curvature at the minimum, kept on the searched range.
+        quantiles = {q: float(np.expm1(np.clip(t_best + sigma * ndtri(q), t_grid[0], t_grid[-1]))) for q in levels}
     else:
         pdf = np.exp(-(chi_known - chi2_min) / (2 * scale))
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_known))])
@@ -363,7 +367,10 @@ def fit_file(
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
-    """Template-fit every source of one sample file; the catalogue rows (columns as `slitcli.nn.predict`)."""
+    """Template-fit every source of one sample file; the catalogue rows (columns as `slitcli.nn.predict`).
+
+    ``meta["NBADPIX"]`` counts the bad pixels flagged on reading (`slitcli.io.samplefile.mask_bad_pixels`).
+    """
     basis = load_templates()
     gi = bands.index("GI") if "GI" in bands else len(bands) - 1
     rows = []
@@ -394,8 +401,10 @@ def fit_file(
 
                 fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1)))
             z = np.array([f.z for f in fits])
-            q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in (("Z025", 0.025), ("Z160", 0.16), ("Z500", 0.5), ("Z840", 0.84), ("Z975", 0.975))}
-            zerr = 0.5 * (q["Z840"] - q["Z160"])
+            q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
+            # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
+            lo, hi = (np.log1p([f.quantiles[v] for f in fits]) for v in SIGMA_LEVELS)
+            zerr = 0.5 * (hi - lo) * (1.0 + z)
             delta = np.array([f.delta_chi2 for f in fits])
             zwarn = data_zwarn(sci, dq, snr)
             zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
@@ -405,4 +414,7 @@ def fit_file(
             rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
             if progress:
                 progress(start + len(sci), reader.n)
-    return vstack(rows)  # SampleReader refuses a file without sources
+    table = vstack(rows)  # SampleReader refuses a file without sources
+    # Pixels with non-finite SCI or ERR <= 0 / non-finite, flagged DO_NOT_USE and neutralised on reading.
+    table.meta["NBADPIX"] = reader.bad_pixels
+    return table

@@ -12,7 +12,7 @@ import sys
 
 __all__ = ["app", "main"]
 
-_INTERRUPTED = "slitcli: interrupted; no output written\n"
+_INTERRUPTED = "slitcli: interrupted; no partial output left\n"
 
 
 def __getattr__(name: str):

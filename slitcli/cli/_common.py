@@ -133,7 +133,7 @@ def command(quiet: bool = False, verbose: bool = False):
             _error_line(_os_error_text(err))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            sys.stderr.write("slitcli: interrupted; no output written\n")
+            sys.stderr.write("slitcli: interrupted; no partial output left\n")
             interrupt_reported = True
             raise typer.Exit(130) from None
 

@@ -27,10 +27,11 @@ def calibrate(
     T minimises the mean squared difference between the fraction of sources within
     the central c-interval and c, for c from 0.10 to 0.99 (the paper's method). By
     default the shape of the interval is fitted too: a Student t whose degrees of
-    freedom (1.5 to 50, or Gaussian) best match the residuals' tails, so that the 68%
+    freedom (2.5 to 50, or Gaussian) best match the residuals' tails, so that the 68%
     and the 95% intervals both hold, and a power p of the measured SNR_GI that the
-    scale follows, T (SNR_GI/3)^p, so that they hold at every SNR; --gaussian keeps the
-    paper's single T and Gaussian.
+    scale follows, T (SNR_GI/3)^p, so that they hold at every SNR; this needs at least
+    400 sources above the SNR cut (docs/bayes.md). --gaussian keeps the paper's single
+    T and Gaussian (10 sources suffice).
 
     Example:
 
@@ -38,6 +39,7 @@ def calibrate(
     """
     with command(quiet, verbose):
         from slitcli.errors import ConfigError
+        from slitcli.io.files import check_output_path
         from slitcli.nn.calibration import calibrate_model
         from slitcli.nn.modelfile import load_model, save_model
         from slitcli.nn.predict import PredictConfig, check_inputs
@@ -48,8 +50,8 @@ def calibrate(
         bundle = load_model(model)
         check_inputs(bundle, [sample])
         target = bundle.path if in_place else output
-        if not in_place and (target / "model.safetensors").exists() and not overwrite:
-            raise ConfigError(f"{target / 'model.safetensors'}: exists; use --overwrite to replace it")
+        if not in_place:
+            check_output_path(target, overwrite, inputs=(sample, bundle.path), directory=True, files=("model.safetensors", "model.json"))
         with progress_bar(quiet) as bar:
             task = bar.add_task(f"predicting {sample.name}", total=None)
             result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))

@@ -96,7 +96,7 @@ def evaluate(
         from slitcli.evaluation.report import check_report_dir, write_report
         from slitcli.io.catalog import read_catalog
 
-        check_report_dir(output, overwrite)
+        check_report_dir(output, overwrite, inputs=(predictions, truth))
         pred = read_catalog(predictions, PRED_COLUMNS)
         true = read_truth(truth)
         try:

@@ -28,6 +28,7 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch.", metavar="N", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda (cnn).", metavar="DEVICE"),
+    allow_duplicate_ids: bool = typer.Option(False, "--allow-duplicate-ids", help="Accept inputs that share SOURCE_IDs (refused by default); rows are then told apart by INPUT_FILE and SOURCE_ID."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
@@ -41,13 +42,12 @@ def predict(
       slitcli predict exposures/*.fits --method template -o z_template.ecsv
     """
     with command(quiet, verbose):
-        from astropy.table import vstack
-
         from slitcli.io.catalog import catalog_format, write_catalog
         from slitcli.io.files import check_output_path
+        from slitcli.io.sourceid import check_unique_source_ids, input_names, stack_inputs
 
         catalog_format(output)
-        check_output_path(output, overwrite)
+        check_output_path(output, overwrite, inputs=inputs)
         if method is Method.template:
             from slitcli.classic.template_fit import TemplateFitConfig, check_template_inputs, fit_file
             from slitcli.classic.template_fit import catalog_meta as template_meta
@@ -71,12 +71,17 @@ def predict(
             def run(path, progress):
                 return predict_file(bundle, path, cfg, progress=progress)
 
+        if not allow_duplicate_ids:
+            check_unique_source_ids(inputs)
         tables = []
         with progress_bar(quiet) as bar:
             for path in inputs:
                 task = bar.add_task(f"{method.value}: {path.name}", total=None)
                 tables.append(run(path, lambda d, n, t=task: bar.update(t, completed=d, total=n)))
-        table = vstack(tables)
-        table.meta.update({**meta, "INPUTS": ",".join(p.name for p in inputs)})
+        bad_pixels = sum(t.meta.pop("NBADPIX", 0) for t in tables)  # summed here, not merged by vstack
+        table = stack_inputs(tables, inputs)  # with INPUT_FILE: the input each row came from
+        table.meta.update({**meta, "INPUTS": ",".join(input_names(inputs)), "NBADPIX": bad_pixels})
+        if bad_pixels:
+            log.info("%d bad pixels (SCI NaN or infinite, or ERR <= 0, NaN or infinite): flagged DO_NOT_USE, SCI set to 0", bad_pixels)
         write_catalog(table, output, overwrite=overwrite)
         log.info("wrote %d redshifts to %s (%s)", len(table), output, method.value)

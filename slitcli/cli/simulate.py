@@ -33,6 +33,7 @@ def simulate(
     zeroth_order: bool = typer.Option(None, "--zeroth-order", help="Also disperse the zeroth order. [default: off]", show_default=False),
     wavelength_shift: float = typer.Option(None, "--wavelength-shift", help="Shift the spectra along x by this many pixels against the nominal WCS (a wavelength-calibration error). [default: 0]", metavar="PIX", show_default=False),
     mag_max: float = typer.Option(None, "--mag-max", help="Faint limit (SDSS i, AB) of the embedded population. [default: 23.5]", metavar="MAG", show_default=False),
+    first_id: int = typer.Option(None, "--first-id", help="SOURCE_ID of the first source (IDs N .. N + n - 1); give each file of a survey its own range. Embedded data only: --hsc sources keep their object_id. [default: 1]", metavar="N", min=0, show_default=False),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes.", metavar="N", min=1),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = QUIET,
@@ -52,6 +53,8 @@ def simulate(
     """
     if (hsc is None) != (desi is None):
         raise typer.BadParameter("--hsc and --desi go together: give both, or neither for the embedded data", param_hint="'--hsc' / '--desi'")
+    if first_id is not None and hsc is not None:
+        raise typer.BadParameter("numbers the embedded population; with --hsc/--desi SOURCE_ID is the images' object_id", param_hint="'--first-id'")
     with command(quiet, verbose):
         from slitcli.config import from_mapping, load_yaml
         from slitcli.instrument import load_instrument
@@ -59,7 +62,7 @@ def simulate(
         from slitcli.sim.population import PopulationProvider
         from slitcli.sim.simulate import SimulateConfig, write_sample
 
-        check_output_path(output, overwrite)
+        check_output_path(output, overwrite, inputs=(hsc, desi, instrument, config))
         inst = load_instrument(instrument)
         cfg = from_mapping(SimulateConfig, load_yaml(config), str(config)) if config else SimulateConfig()
         overrides = {
@@ -75,7 +78,8 @@ def simulate(
             inst.band(name)
         provenance = {"INSTFILE": (str(instrument) if instrument else "default", "Instrument file")}
         if hsc is None:
-            provider = PopulationProvider(cfg.population)
+            provider = PopulationProvider(cfg.population, first_id=1 if first_id is None else first_id)
+            provenance["FIRSTID"] = (provider.first_id, "SOURCE_ID of the first source")
             total = 1000 if n is None else n
             provenance["INPUT"] = ("embedded", "kcorrect SDSS SEDs + HXDF shapes")
         else:

@@ -41,6 +41,7 @@ def train(
 
         from slitcli.config import from_mapping, load_yaml
         from slitcli.errors import ConfigError
+        from slitcli.io.files import check_output_path
         from slitcli.nn.modelfile import load_model, save_model
         from slitcli.nn.predict import resolve_device
         from slitcli.nn.train import TrainConfig, concat_train_data, load_train_data, with_overrides
@@ -58,14 +59,14 @@ def train(
         cfg = with_overrides(cfg, architecture=architecture, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, seed=seed)
         if max_shift_x is not None:
             cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, max_shift_x=max_shift_x))
-        for f in ("model.safetensors", "model.json"):
-            if (output / f).exists() and not overwrite and not resume:
-                raise ConfigError(f"{output / f}: exists; use --overwrite to replace it")
+        check_output_path(output, overwrite or resume, inputs=(*train_files, val, config, init_from), directory=True, files=("model.safetensors", "model.json"))
         with progress_bar(quiet) as bar:
             task = bar.add_task("reading", total=None)
             tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
             va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
             log.info("training on %d sources, validating on %d (SNR_GI >= %g)", len(tr.z), len(va.z), cfg.min_snr)
+            if tr.bad_pixels + va.bad_pixels:
+                log.info("%d bad pixels (SCI NaN or infinite, or ERR <= 0, NaN or infinite): flagged DO_NOT_USE, SCI set to 0", tr.bad_pixels + va.bad_pixels)
             last = {"val": float("nan")}
 
             def show(info):
@@ -76,7 +77,6 @@ def train(
                 bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
 
             init = load_model(init_from) if init_from else None
-            output.mkdir(parents=True, exist_ok=True)
             bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
         save_model(bundle, output, overwrite=True)

@@ -1,13 +1,17 @@
 """Point-estimate and uncertainty metrics of predicted redshifts against true ones.
 
-Every function takes 1D float arrays of the same length: `z_pred` (predicted redshift),
-`zerr` (its 1-sigma uncertainty) and `z_true`; all are dimensionless. Throughout,
+Every function takes 1D float arrays of the same length: `z_pred` (predicted redshift, Z),
+`zerr` (ZERR) and `z_true`; all are dimensionless. Throughout,
 ``dz = z_pred - z_true``. Empty input raises ValueError.
 
-The predictive distribution is N(z_pred, zerr) by default. With ``dof`` finite it is
-a Student t of `dof` degrees of freedom, scaled so that its central 68.27% interval
-is z_pred +- zerr (zerr keeps its meaning of a 1-sigma range; the tails are heavier):
-`half_width` gives the interval of any level in units of zerr.
+The uncertainty metrics (coverage, calibration curve and error, PIT) measure the truth
+against the catalogue's predictive distribution as `slitcli.io.redshift` defines it: in
+t = ln(1 + z), centred on ln(1 + z_pred), with 68.27% half-width s = zerr / (1 + z_pred),
+Gaussian by default or, with ``dof`` finite, a Student t of `dof` degrees of freedom
+(the catalogue's ZDOF) with the same 68.27% interval. The normalised residual is
+``u = (ln(1 + z_true) - ln(1 + z_pred)) / s`` (`normalised_residuals` returns |u|);
+`half_width` gives the interval of any level in units of s. The calibration
+(`slitcli.nn.calibration`) fits on these same residuals.
 
 The definitions are the usual photometric-redshift ones (e.g. Miao et al. 2026); the
 `point_metrics` dictionary also carries the names LSST DESC's ``qp`` package uses.
@@ -106,30 +110,41 @@ def mean_zerr(zerr, z_true) -> float:
     return float(np.mean(zerr / (1.0 + z_true)))
 
 
-def normalised_residuals(z_pred, zerr, z_true) -> np.ndarray:
-    """|dz| / zerr per source: how many predicted sigmas the truth lies away.
-
-    A source with zerr = 0 gets 0 when dz = 0 and +inf otherwise, so that
-    ``r <= k`` means exactly ``|dz| <= k zerr`` for every finite k > 0.
-
-    Raises
-    ------
-    ValueError
-        If any zerr is negative or not finite.
-    """
+def _signed_residuals(z_pred, zerr, z_true) -> np.ndarray:
+    """u = (ln(1 + z_true) - ln(1 + z_pred)) / (zerr / (1 + z_pred)); 0 where the logs are equal, +-inf where zerr = 0."""
     z_pred, zerr, z_true = _arrays(z_pred, zerr, z_true)
     if not np.all(np.isfinite(zerr) & (zerr >= 0)):
         msg = "zerr must be finite and >= 0"
         raise ValueError(msg)
-    adz = np.abs(z_pred - z_true)
+    if not (np.all(z_pred > -1) and np.all(z_true > -1)):
+        msg = "z_pred and z_true must be > -1 (the residual is in ln(1 + z))"
+        raise ValueError(msg)
+    dt = np.log1p(z_true) - np.log1p(z_pred)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(adz == 0, 0.0, adz / zerr)
+        return np.where(dt == 0, 0.0, dt * (1.0 + z_pred) / zerr)
+
+
+def normalised_residuals(z_pred, zerr, z_true) -> np.ndarray:
+    """|u| = |ln(1 + z_true) - ln(1 + z_pred)| / (zerr / (1 + z_pred)) per source (module docstring).
+
+    How many 68.27% half-widths the truth lies away, in ln(1 + z). A source with zerr = 0
+    gets 0 when z_pred = z_true and +inf otherwise, so that ``r <= k`` means exactly
+    that the truth lies within +-k zerr / (1 + z_pred) of ln(1 + z_pred), for every finite k > 0.
+
+    Raises
+    ------
+    ValueError
+        If any zerr is negative or not finite, or a redshift is <= -1.
+    """
+    return np.abs(_signed_residuals(z_pred, zerr, z_true))
 
 
 def coverage(z_pred, zerr, z_true, level: float, dof: float = np.inf) -> float:
-    """Fraction of sources with |z_true - z_pred| <= half_width(level, dof) zerr.
+    """Fraction of sources with |u| <= half_width(level, dof), u the normalised residual in ln(1 + z).
 
     For a calibrated predictive distribution this equals `level` (0.68 and 0.95 are reported).
+    For truths >= 0 it is the fraction between the published quantiles of the level
+    (`slitcli.io.redshift.quantiles`): Z160-Z840 for 0.68, Z025-Z975 for 0.95.
     """
     r = normalised_residuals(z_pred, zerr, z_true)
     return float(np.mean(r <= half_width(level, dof)))
@@ -162,12 +177,11 @@ def calibration_error(z_pred, zerr, z_true, levels=DEFAULT_LEVELS, dof: float = 
 def pit(z_pred, zerr, z_true, dof: float = np.inf) -> np.ndarray:
     """Probability integral transform: the predictive CDF evaluated at the truth, per source.
 
+    Phi(u), or the scaled Student t's CDF with `dof` finite, for the normalised residual u.
     Uniform on [0, 1] when the uncertainties are calibrated. zerr = 0 gives 0.5 when
     dz = 0, else 0 or 1.
     """
-    r = normalised_residuals(z_pred, zerr, z_true)
-    z_pred, z_true = _arrays(z_pred, z_true)
-    u = -np.sign(z_pred - z_true) * r
+    u = _signed_residuals(z_pred, zerr, z_true)
     if not np.isfinite(dof):
         return norm.cdf(u)
     return student_t.cdf(u * student_t.ppf(norm.cdf(1.0), dof), dof)

@@ -10,7 +10,6 @@ figure's title and the PNG's ``Title`` text chunk.
 
 from __future__ import annotations
 
-import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from slitcli.evaluation import metrics
-from slitcli.io.files import temporary_path
+from slitcli.io.files import atomic_output
 
 __all__ = [
     "binned_residuals",
@@ -44,15 +43,11 @@ MIN_CURVE_SOURCES = 20
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
-    tmp = temporary_path(path)
     title = fig.get_suptitle()
     meta = {"Software": "slitcli", **({"Title": title.replace("\n", "; ")} if title else {})}
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         FigureCanvasAgg(fig)
         fig.savefig(tmp, format="png", dpi=_DPI, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -7,7 +7,6 @@ renamed into place only when all are complete, so a failure leaves no partial re
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from slitcli.errors import OutputExistsError
+from slitcli.errors import OutputError, SlitcliError
 from slitcli.evaluation import plots
 from slitcli.evaluation.evaluate import predictive_dof
 from slitcli.io.catalog import write_catalog
+from slitcli.io.files import check_output_path, output_directory, output_error, publish
 
 __all__ = ["REPORT_FILES", "check_report_dir", "plot_title", "write_report"]
 
@@ -26,17 +26,9 @@ __all__ = ["REPORT_FILES", "check_report_dir", "plot_title", "write_report"]
 REPORT_FILES = ("metrics.ecsv", "z_pred_vs_true.png", "calibration.png", "residual_vs_snr.png", "pit.png")
 
 
-def check_report_dir(output_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse a path that is not a directory, or one holding a report file unless `overwrite`."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        msg = f"{output_dir}: exists and is not a directory; the report needs a directory"
-        raise OutputExistsError(msg)
-    for name in () if overwrite else REPORT_FILES:
-        if (output_dir / name).exists():
-            msg = f"{output_dir / name}: output exists; use --overwrite to replace it"
-            raise OutputExistsError(msg)
-    return output_dir
+def check_report_dir(output_dir: str | Path, overwrite: bool, inputs=()) -> Path:
+    """Refuse a path that is not a directory, a report file that is one of `inputs`, or one that exists unless `overwrite`."""
+    return check_output_path(output_dir, overwrite, inputs, directory=True, files=REPORT_FILES)
 
 
 def _text(value) -> str:
@@ -107,18 +99,20 @@ def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_c
         The files written, in `REPORT_FILES` order.
     """
     output_dir = check_report_dir(output_dir, overwrite)
-    created = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".slitcli-report-", dir=output_dir))
-    try:
-        written = []
-        for path in _stage(stage, joined, metrics, snr_cuts, snr_column):
-            os.replace(path, output_dir / path.name)
-            written.append(output_dir / path.name)
-    except BaseException:
-        if created:
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    # The directory (and parents) made only now, and removed again if this call made it and fails.
+    with output_directory(output_dir):
+        try:
+            stage = Path(tempfile.mkdtemp(prefix=".slitcli-report-", dir=output_dir))
+        except OSError as err:
+            raise output_error(output_dir, err) from None
+        try:
+            written = [publish(path, output_dir / path.name, overwrite) for path in _stage(stage, joined, metrics, snr_cuts, snr_column)]
+        except OutputError as err:  # named in the staging directory: name the report's file
+            raise OutputError(output_dir / Path(err.path).name, err.reason) from None
+        except OSError as err:
+            if isinstance(err, SlitcliError):
+                raise
+            raise output_error(output_dir, err) from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return written

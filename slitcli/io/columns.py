@@ -1,4 +1,4 @@
-"""Units and descriptions of catalogue columns, from ``slitcli/data/columns.yaml``."""
+"""Units and descriptions of catalogue columns (``slitcli/data/columns.yaml``) and comments of header keywords (``keywords.yaml``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from importlib import resources
 
 import yaml
 
-__all__ = ["column_unit", "column_description"]
+__all__ = ["column_unit", "column_description", "keyword_comment"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,3 +23,13 @@ def column_unit(name: str) -> str:
 def column_description(name: str) -> str:
     """One-line description of column `name`."""
     return _columns()[name]["description"]
+
+
+@functools.lru_cache(maxsize=1)
+def _keywords() -> dict:
+    return yaml.safe_load((resources.files("slitcli") / "data" / "keywords.yaml").read_text())
+
+
+def keyword_comment(name: str) -> str:
+    """FITS comment of header keyword `name`; a generic one for a keyword the table does not know."""
+    return _keywords().get(name.upper(), "slitcli run metadata")

@@ -1,9 +1,49 @@
 """The shared vocabulary of a redshift catalogue: ZWARN bits, quantiles, source identity.
 
 Both routes (the CNN in `slitcli.nn`, the template fit in `slitcli.classic`) and the
-evaluation write or read these. The predictive distribution of a source is Gaussian or,
-where calibration chose heavier tails, a Student t of `dof` degrees of freedom, in
-t = ln(1 + z); ZERR / (1 + Z) is its 68.27% half-width in t (`half_width`).
+evaluation write or read these. This docstring is the one definition of what a
+catalogue's Z, ZERR and quantiles mean; the rest of the code and the docs refer to it.
+
+The predictive distribution
+---------------------------
+Each source's redshift is described in t = ln(1 + z) by a centre and a width::
+
+    t_Z = ln(1 + Z),    s = ZERR / (1 + Z)
+
+s is the half-width in t of the central 68.27% interval (the Gaussian 1-sigma level,
+Phi(1) - Phi(-1)): the truth lies in [t_Z - s, t_Z + s] with probability 0.6827.
+ZERR = (1 + Z) s is that half-width carried to z (to first order in s, since
+dz = (1 + z) dt). The shape is a Gaussian in t or, where calibration chose heavier
+tails, a Student t of ``dof`` degrees of freedom (the catalogue's ``ZDOF``; 0 means
+Gaussian) scaled so that its 68.27% interval is still t_Z +- s (`half_width`). With
+t tails ZERR is therefore *not* a standard deviation: the t has none for dof <= 2, and
+for dof > 2 its standard deviation is s sqrt(dof / (dof - 2)) / t_dof^-1(Phi(1)), larger
+than s (1.45 s for dof = 3, 1.24 s for dof = 4). Read ZERR as "the 68.27% half-width", never as a Gaussian sigma
+to be scaled to other levels: the interval of any level c is +- `half_width`(c, dof) s.
+
+Quantiles (Z025, Z160, Z500, Z840, Z975, `QUANTILES`) are those of that distribution,
+mapped back to z and censored at z = 0 (`quantiles`)::
+
+    Zq = max(0, exp(t_Z + k_q s) - 1),    k_q = standard_quantile(q, dof)
+
+The probability the distribution puts below z = 0 (t < 0), where no source lies, sits
+at z = 0: a quantile that would be negative is 0. Because every true redshift is >= 0,
+censoring does not change which truths an interval holds.
+
+A truth z_true is measured against the distribution by its normalised residual
+(`slitcli.evaluation.metrics.normalised_residuals`)::
+
+    u = (ln(1 + z_true) - t_Z) / s
+
+coverage of level c is the fraction of sources with |u| <= half_width(c, dof), the
+PIT is the distribution's CDF at u, and calibration (`slitcli.nn.calibration`) fits the
+scale of s so that coverage matches c. For the CNN route (whose distribution is
+symmetric about t_Z) this is the same as counting the truths between the published
+quantiles: coverage_68 = fraction with Z160 <= z_true <= Z840, coverage_95 likewise with
+Z025 and Z975. The template route's quantiles are read from its chi-square PDF on the
+t grid (not from this formula; they never leave the grid, whose lower end is
+z_min >= 0), Z is that PDF's best fit and ZERR / (1 + Z) half the width in t of its
+central 68.27% interval; evaluate reads its Z, ZERR as a Gaussian in t (ZDOF absent).
 """
 
 from __future__ import annotations
@@ -12,16 +52,18 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-__all__ = ["ZWARN_BITS", "QUANTILES", "standard_quantile", "half_width", "source_identity", "data_zwarn"]
+__all__ = ["ZWARN_BITS", "QUANTILES", "standard_quantile", "half_width", "quantiles", "SIGMA_LEVELS", "source_identity", "data_zwarn"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
 ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16}
+#: Published quantile columns and their probability levels (eazy-py naming).
 QUANTILES = {"Z025": 0.025, "Z160": 0.16, "Z500": 0.5, "Z840": 0.84, "Z975": 0.975}
-
+#: Levels of the central 68.27% interval, Phi(-1) and Phi(1): ZERR / (1 + Z) is its half-width in ln(1+z).
+SIGMA_LEVELS = (float(norm.cdf(-1.0)), float(norm.cdf(1.0)))
 
 
 def standard_quantile(q, dof: float = np.inf) -> np.ndarray:
-    """Quantile `q` of the predictive distribution of zero mean and unit zerr: Gaussian, or a Student t (see `half_width`)."""
+    """Quantile `q` of the predictive distribution of centre 0 and unit s (68.27% half-width): Gaussian, or a Student t (see `half_width`)."""
     q = np.asarray(q, dtype=np.float64)
     if not np.isfinite(dof):
         return norm.ppf(q)
@@ -32,16 +74,38 @@ def standard_quantile(q, dof: float = np.inf) -> np.ndarray:
 
 
 def half_width(levels, dof: float = np.inf) -> np.ndarray:
-    """Half-width, in units of zerr, of the central interval holding `levels` of the predictive distribution.
+    """Half-width, in units of s = ZERR / (1 + Z), of the central interval holding `levels` of the predictive distribution, in ln(1+z).
 
     Gaussian (`dof` infinite): Phi^-1(0.5 + level/2). Student t: t_dof^-1(0.5 + level/2)
-    divided by t_dof^-1(Phi(1)), so that the 68.27% interval is +-1 zerr.
+    divided by t_dof^-1(Phi(1)), so that the 68.27% interval is +-1 s for every dof.
     """
     levels = np.asarray(levels, dtype=np.float64)
     if not np.all((levels > 0) & (levels < 1)):
         msg = "confidence levels must lie strictly between 0 and 1"
         raise ValueError(msg)
     return standard_quantile(0.5 + levels / 2.0, dof)
+
+
+def quantiles(z, zerr, dof: float = np.inf, levels: dict = QUANTILES) -> dict:
+    """The published quantiles of Z, ZERR: max(0, expm1(ln(1 + z) + k_q zerr / (1 + z))) (module docstring).
+
+    Parameters
+    ----------
+    z, zerr : array_like
+        Centre (> -1) and 68.27% half-width of the predictive distribution, in z.
+    dof : float
+        Student t degrees of freedom of its tails; inf: Gaussian.
+    levels : dict
+        Column name -> probability level; default `QUANTILES`.
+
+    Returns
+    -------
+    dict
+        Column name -> array of quantiles, each >= 0.
+    """
+    z, zerr = np.asarray(z, dtype=np.float64), np.asarray(zerr, dtype=np.float64)
+    t, s = np.log1p(z), zerr / (1.0 + z)
+    return {name: np.maximum(0.0, np.expm1(t + standard_quantile(q, dof) * s)) for name, q in levels.items()}
 
 
 def data_zwarn(sci: np.ndarray, dq: np.ndarray, snr: np.ndarray) -> np.ndarray:

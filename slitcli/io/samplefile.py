@@ -12,28 +12,29 @@ Layout (N sources, cutouts ny x nx, direct stamps s x s):
 - ``SOURCES``: one row per source, in the cube order.
 
 The file is written under a temporary name in the target directory, cube slices as
-chunks arrive (memory stays bounded), and renamed into place when complete.
+chunks arrive (memory stays bounded), and renamed into place when complete. Every HDU
+carries ``CHECKSUM``/``DATASUM``; ``DATE`` honours ``SOURCE_DATE_EPOCH``, so one seed
+gives the same bytes (`slitcli.io.fitsmeta`).
 """
 
 from __future__ import annotations
 
-import datetime
-import os
+import contextlib
 from pathlib import Path
 
 import fitsio
 import numpy as np
 import yaml
 
-from slitcli import __version__
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import InputError
+from slitcli.errors import InputError, SlitcliError
 from slitcli.instrument import Instrument, sensitivity
 from slitcli.io.columns import column_description, column_unit
-from slitcli.io.files import check_output_path, temporary_path
+from slitcli.io.files import check_output_path, output_error, publish, temporary_path
+from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, short_description, software_cards, write_checksums
 from slitcli.io.layout import BandLayout
 
-__all__ = ["SampleWriter", "SampleReader", "write_table"]
+__all__ = ["SampleWriter", "SampleReader", "write_table", "mask_bad_pixels", "DQ_DO_NOT_USE"]
 
 
 def _card(name, value, comment):
@@ -41,13 +42,27 @@ def _card(name, value, comment):
 
 
 def write_table(fits: fitsio.FITS, table: np.ndarray, extname: str, what: str) -> None:
-    """Append a binary table whose known columns get units and described TTYPE cards."""
+    """Append a binary table; known columns get ``TUNITn``, ``TCOMMn`` (the full description) and a TTYPE comment.
+
+    TOPCAT/STILTS show ``TCOMMn`` as the column's description; long ones use the
+    CONTINUE long-string convention. The HDU gets placeholder checksum cards
+    (`slitcli.io.fitsmeta.write_checksums` fills them once the file is complete).
+    """
     names = list(table.dtype.names)
     known = {c: (column_unit(c), column_description(c)) for c in names if _known_column(c)}
     fits.write(table, extname=extname, units=[known.get(c, ("", ""))[0] for c in names])
     hdu = fits[extname]
     hdu.write_key("EXTNAME", extname, what)
-    hdu.write_keys([_card(f"TTYPE{i + 1}", c, known[c][1][:47]) for i, c in enumerate(names) if c in known])
+    add_longstrn_card(hdu, [(d, _tcomm_comment(c)) for c, (_, d) in known.items()])
+    for i, c in enumerate(names):
+        if c in known:
+            hdu.write_key(f"TTYPE{i + 1}", c, short_description(known[c][1]))
+            hdu.write_key(f"TCOMM{i + 1}", known[c][1], _tcomm_comment(c))
+    add_checksum_cards(hdu)
+
+
+def _tcomm_comment(name: str) -> str:
+    return f"Description of column {name}"
 
 
 def _known_column(name: str) -> bool:
@@ -79,23 +94,24 @@ class SampleWriter:
     def __init__(self, path, n, instrument: Instrument, config, layouts: list[BandLayout], provenance: dict, *, overwrite: bool = False):
         self.path = check_output_path(path, overwrite)
         self.tmp = temporary_path(self.path)
+        self.overwrite = overwrite
         self.n = n
         self.layouts = layouts
         self.rows = []
-        self.fits = fitsio.FITS(str(self.tmp), "rw", clobber=True)
+        self.fits = None
         try:
+            self.fits = fitsio.FITS(str(self.tmp), "rw", clobber=True)
             self._write_headers(instrument, config, provenance)
-        except BaseException:
-            self.abort()
-            raise
+        except BaseException as err:
+            error = self._fail(err)
+            if error is None:
+                raise
+            raise error from None
 
     def _write_headers(self, instrument, config, provenance):
         f = self.fits
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         cards = [
-            _card("ORIGIN", "slitcli", "Software that wrote this file"),
-            _card("SWVERS", __version__, "slitcli version"),
-            _card("DATE", now, "UTC time the file was written"),
+            *software_cards(),
             _card("INSTRUME", instrument.name, "Instrument simulated"),
             _card("BANDS", ",".join(config.bands), "Bands, in HDU order"),
             _card("NSOURCE", self.n, "Number of sources"),
@@ -107,8 +123,10 @@ class SampleWriter:
         ]
         cards += [_card(k, v, c) for k, (v, c) in provenance.items()]
         f.write(None, header=cards)
+        add_longstrn_card(f[0], [(c["value"], c["comment"]) for c in cards])
         for line in yaml.safe_dump({"simulate": to_dict(config)}, sort_keys=False).splitlines():
             f[0].write_comment(line)
+        add_checksum_cards(f[0])
         shape = (self.n, config.cutout_height, config.cutout_width)
         for lay in self.layouts:
             name = lay.band.name
@@ -134,6 +152,7 @@ class SampleWriter:
                 f.create_image_hdu(dims=list(shape), dtype=dtype, extname=extname)
                 f[extname].write_key("EXTNAME", extname, what)
                 f[extname].write_keys([_card("BUNIT", unit, "Unit of the pixel values"), *wcs])
+                add_checksum_cards(f[extname])
             self._write_sensitivity(instrument, lay)
         f.create_image_hdu(dims=[self.n, config.stamp_size, config.stamp_size], dtype="f4", extname="DIRECT")
         f["DIRECT"].write_key("EXTNAME", "DIRECT", "PSF-convolved direct stamps")
@@ -143,6 +162,7 @@ class SampleWriter:
                 _card("PIXSCALE", instrument.pixel_scale_arcsec, "[arcsec/pixel] Pixel scale"),
             ]
         )
+        add_checksum_cards(f["DIRECT"])
 
     def _write_sensitivity(self, instrument, lay):
         band = lay.band
@@ -166,7 +186,7 @@ class SampleWriter:
             self.rows.append((s.source_id, s.ra_deg, s.dec_deg, s.z, s.mag_i, *snr, s.sed_id, s.shape_id, s.sed_class))
 
     def close(self) -> Path:
-        """Write the SOURCES table and move the file into place."""
+        """Write the SOURCES table, fill the checksums and move the file into place."""
         snr_cols = [(f"SNR_{lay.band.name}", "f4") for lay in self.layouts]
         dtype = [("SOURCE_ID", "i8"), ("RA", "f8"), ("DEC", "f8"), ("Z_TRUE", "f8"), ("MAG_I", "f4"), *snr_cols]
         # String columns as wide as their longest value: nothing is cut.
@@ -175,26 +195,74 @@ class SampleWriter:
         table = np.array(self.rows, dtype=dtype)
         write_table(self.fits, table, "SOURCES", "Simulated sources, in cube order")
         self.fits.close()
-        os.replace(self.tmp, self.path)
+        write_checksums(self.tmp)
+        publish(self.tmp, self.path, self.overwrite)
         return self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
         try:
-            self.fits.close()
+            if self.fits is not None:
+                self.fits.close()
+        except Exception:  # cfitsio cannot flush after a failed write; the file goes anyway
+            pass
         finally:
-            self.tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only file system refuses even to unlink a missing file
+                self.tmp.unlink()
+
+    def _fail(self, err: BaseException) -> Exception | None:
+        """Delete the temporary file; return the one-line error naming the output for an OS error, else None."""
+        error = output_error(self.path, err, self.tmp) if isinstance(err, OSError) and not isinstance(err, SlitcliError) else None
+        self.abort()
+        return error
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
-            self.abort()
+            error = self._fail(exc)
+            if error is not None:
+                raise error from None
         return False
 
 
 # ---------------------------------------------------------------- reading
+
+#: JWST's DO_NOT_USE data-quality bit (as `slitcli.sim.noise.DQ_DO_NOT_USE`).
+DQ_DO_NOT_USE = 1
+
+
+def mask_bad_pixels(sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> int:
+    """Flag and neutralise bad pixels of cutouts [n, bands, ny, nx] in place; return how many.
+
+    A pixel is bad when its SCI is NaN or infinite, or its ERR is NaN, infinite or
+    <= 0 (JWST products, for one, set flagged pixels to NaN). Its DQ gets
+    ``DO_NOT_USE``, its SCI becomes 0 (the background-subtracted sky) and its ERR the
+    median ERR of the good pixels of the same cutout and band (0 if there is none), so
+    that the arrays are finite for the network and extraction ignores the pixel.
+    """
+    bad = ~(np.isfinite(sci) & np.isfinite(err) & (err > 0))
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad:
+        flat_bad = bad.reshape(*err.shape[:2], -1)
+        # Only the cutout bands that hold a bad pixel and at least one good one need a median.
+        need = flat_bad.any(axis=-1) & ~flat_bad.all(axis=-1)
+        fill = np.zeros(err.shape[:2], err.dtype)
+        fill[need] = np.nanmedian(np.where(flat_bad[need], np.nan, err.reshape(flat_bad.shape)[need]), axis=-1)
+        sci[bad] = 0
+        err[bad] = np.broadcast_to(fill[:, :, None, None], err.shape)[bad]
+        dq[bad] |= DQ_DO_NOT_USE
+    return n_bad
+
+
+def _data_bytes(header) -> int:
+    """Size of an HDU's data without the padding [bytes], from its header (FITS standard 4.4.1)."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    n = int(np.prod([int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)], dtype=np.int64))
+    return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + n)
 
 
 class SampleReader:
@@ -204,27 +272,49 @@ class SampleReader:
     ----------
     path : path
         A sample file written by `slitcli.sim.simulate.write_sample` (or with the same layout).
-    bands : tuple of str
-        Bands the caller needs, in the order wanted.
+    bands : tuple of str, optional
+        Bands the caller needs, in the order wanted; None: those of the file's
+        ``BANDS`` keyword (PRIMARY), in its order.
     shape : (ny, nx), optional
         Cutout shape the caller needs; a different shape is an `InputError`.
+
+    Attributes
+    ----------
+    bad_pixels : int
+        Pixels that `read` has flagged as bad so far (`mask_bad_pixels`).
     """
 
-    def __init__(self, path: str | Path, bands: tuple[str, ...], shape: tuple[int, int] | None = None):
+    def __init__(self, path: str | Path, bands: tuple[str, ...] | None = None, shape: tuple[int, int] | None = None):
         self.path = Path(path)
+        self.bad_pixels = 0
         if not self.path.is_file():
-            msg = f"{self.path}: file not found"
+            msg = f"{self.path}: {'is a directory, not a sample file' if self.path.is_dir() else 'file not found'}"
             raise InputError(msg)
         try:
             self.fits = fitsio.FITS(str(self.path))
         except OSError:
-            msg = f"{self.path}: cannot read as FITS (truncated or not a FITS file)"
+            if "[" in self.path.name or "[" in str(self.path.parent):
+                msg = f"{self.path}: cfitsio reads '[' in a file name as its extended syntax; rename the file or directory"
+            else:
+                msg = f"{self.path}: cannot read as FITS (empty, truncated or not a FITS file)"
             raise InputError(msg) from None
-        have = [b for b in self.fits[0].read_header().get("BANDS", "").split(",") if b]
+        last = self.fits[len(self.fits) - 1]
+        end, size = last.get_offsets()["data_start"] + _data_bytes(last.read_header()), self.path.stat().st_size
+        if end > size:  # cfitsio stops listing HDUs at the cut, and would fail later, mid-read
+            self.close()
+            msg = f"{self.path}: truncated: HDU {last.get_extname() or len(self.fits) - 1} ends at byte {end}, the file has {size}"
+            raise InputError(msg)
+        have = [b for b in str(self.fits[0].read_header().get("BANDS", "")).split(",") if b]
+        if bands is None and not have:
+            self.close()
+            msg = f"{self.path}: HDU PRIMARY has no BANDS keyword; not a sample file (from slitcli simulate) with <BAND>_SCI/_ERR/_DQ cubes"
+            raise InputError(msg)
+        why = f"the model needs bands {','.join(bands)}, the file has {','.join(have) or 'none'}" if bands is not None else f"its PRIMARY BANDS keyword lists bands {','.join(have)}"
+        bands = tuple(have) if bands is None else tuple(bands)
         missing = [f"{b}_{e}" for b in bands for e in ("SCI", "ERR", "DQ") if f"{b}_{e}" not in self.fits]
         if missing:
             self.close()
-            msg = f"{self.path}: missing HDU(s) {', '.join(missing)}; the model needs bands {','.join(bands)}, the file has {','.join(have) or 'none'}"
+            msg = f"{self.path}: missing HDU(s) {', '.join(missing)}; {why}"
             raise InputError(msg)
         dims = {tuple(self.fits[f"{b}_{e}"].get_dims()) for b in bands for e in ("SCI", "ERR", "DQ")}
         if len(dims) != 1 or len(next(iter(dims))) != 3:
@@ -256,18 +346,18 @@ class SampleReader:
         return table
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx]."""
+        """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx].
+
+        Bad pixels (non-finite SCI, non-finite or non-positive ERR) come back flagged and
+        neutralised (`mask_bad_pixels`) and are added to `bad_pixels`.
+        """
         out = []
-        for ext in ("SCI", "ERR", "DQ"):
+        for ext, dtype in (("SCI", np.float32), ("ERR", np.float32), ("DQ", np.int32)):
             cubes = [self.fits[f"{b}_{ext}"][start:stop, :, :] for b in self.bands]
-            out.append(np.stack(cubes, axis=1))
+            out.append(np.stack(cubes, axis=1).astype(dtype, copy=False))
         sci, err, dq = out
-        for name, arr in (("SCI", sci), ("ERR", err)):
-            bad = ~np.isfinite(arr).all(axis=(1, 2, 3))
-            if bad.any():
-                msg = f"{self.path}: NaN or infinite values in the {name} cutouts of source index {start + int(np.argmax(bad))}"
-                raise InputError(msg)
-        return sci.astype(np.float32), err.astype(np.float32), dq.astype(np.int32)
+        self.bad_pixels += mask_bad_pixels(sci, err, dq)
+        return sci, err, dq
 
     def direct(self, start: int, stop: int) -> np.ndarray:
         """Direct stamps `start:stop` [n, s, s] (flux fraction per pixel); `InputError` if the file has none."""

@@ -12,7 +12,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from slitcli.io.catalog import catalog_format, read_catalog
+from slitcli.io.catalog import catalog_format, check_finite, read_catalog, table_hdu
 
 __all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth"]
 
@@ -32,18 +32,33 @@ def _has_sources_hdu(path: Path) -> bool:
         return False
 
 
-def read_truth(path: str | Path) -> Table:
+def read_truth(path: str | Path, snr_column: str = "SNR_GI") -> Table:
     """Read the true redshifts: a sample file's SOURCES HDU, or any ECSV/FITS catalogue.
+
+    Parameters
+    ----------
+    path : path
+        Sample file or catalogue (a FITS one is read from ``SOURCES`` if it has one,
+        else as `slitcli.io.catalog.read_catalog` picks).
+    snr_column : str
+        The signal-to-noise column, checked like Z_TRUE when the file has it.
 
     Raises
     ------
     InputError
         Missing or unreadable file, no SOURCE_ID or Z_TRUE column, no rows, or
-        non-finite Z_TRUE.
+        masked, NaN or infinite SOURCE_ID, Z_TRUE or `snr_column` values (named with
+        the file, HDU, column and number of rows).
     """
     path = Path(path)
-    hdu = "SOURCES" if _has_sources_hdu(path) else None
-    return read_catalog(path, TRUTH_COLUMNS, hdu=hdu)
+    hdu = label = None
+    if _has_sources_hdu(path):
+        hdu = label = "SOURCES"
+    elif path.is_file() and catalog_format(path) == "fits":
+        label = table_hdu(path, TRUTH_COLUMNS)[1]  # the one read_catalog picks
+    table = read_catalog(path, TRUTH_COLUMNS, hdu=hdu)
+    check_finite(table, f"{path}: HDU {label}" if label else str(path), (snr_column,))
+    return table
 
 
 def _unique_ids(table: Table, what: str) -> np.ndarray:

@@ -9,14 +9,14 @@ as is, flipped across the dispersion, shifted along it three times (integer, up 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import fitsio
 import numpy as np
 
-from slitcli.io.files import check_output_path, temporary_path
+from slitcli.io.files import atomic_output, check_output_path
+from slitcli.io.fitsmeta import add_checksum_cards, software_cards, write_checksums
 from slitcli.io.samplefile import SampleReader, write_table
 
 __all__ = [
@@ -207,30 +207,44 @@ def augment_sample(src, dst, config: AugmentConfig, seed: int, *, overwrite: boo
     adjacent), its sensitivity tables, a SOURCES table with a ``COPY`` column (0 is
     the original) and an ``AUGMENT`` table recording what was done to each copy. The
     direct stamps are not carried over. Written under a temporary name, then renamed.
+    Bad pixels of the input are written flagged and neutralised (`SampleReader.read`).
+
+    Raises
+    ------
+    InputError
+        If `src` is missing, empty, not FITS, or lacks its bands' SCI/ERR/DQ HDUs.
     """
-    dst = check_output_path(dst, overwrite)
-    tmp = temporary_path(dst)
+    dst = check_output_path(dst, overwrite, inputs=(src,))
     rng = np.random.default_rng(seed)
-    with fitsio.FITS(str(src)) as f_in:
-        bands = tuple(b for b in f_in[0].read_header().get("BANDS", "").split(",") if b)
-    with SampleReader(src, bands) as reader:
+    # The reader checks the input (missing, empty or not FITS, no BANDS, missing band HDUs) before anything is written.
+    with SampleReader(src) as reader:
+        bands = reader.bands
         sources = reader.sources()
         n_out = reader.n * config.copies
-        try:
+        with atomic_output(dst, overwrite) as tmp:
             with fitsio.FITS(str(tmp), "rw", clobber=True) as out:
-                header = reader.fits[0].read_header()
+                # The input's cards, less cfitsio's boilerplate COMMENT (written again) and with this run's DATE and SWVERS.
+                header = fitsio.FITSHDR([r for r in reader.fits[0].read_header().records() if not _fitsio_boilerplate(r)])
+                for card in software_cards():
+                    header.add_record(card)
                 header["NSOURCE"] = n_out
                 header.add_record({"name": "AUGCOPY", "value": config.copies, "comment": "Augmented copies per source"})
                 header.add_record({"name": "AUGSEED", "value": seed, "comment": "Seed of the augmentations"})
                 header.add_record({"name": "AUGSRC", "value": Path(src).name, "comment": "Augmented sample file"})
                 out.write(None, header=header)
+                add_checksum_cards(out[0])
                 for b in bands:
                     for ext in ("SCI", "ERR", "DQ"):
                         hdu = reader.fits[f"{b}_{ext}"]
                         out.create_image_hdu(dims=[n_out, *reader.shape], dtype="i4" if ext == "DQ" else "f4", extname=f"{b}_{ext}")
-                        out[f"{b}_{ext}"].write_keys([r for r in hdu.read_header().records() if r["name"] not in _STRUCTURAL])
+                        cube_header = hdu.read_header()
+                        out[f"{b}_{ext}"].write_key("EXTNAME", f"{b}_{ext}", cube_header.get_comment("EXTNAME") or f"{ext} cube of band {b}")
+                        out[f"{b}_{ext}"].write_keys([r for r in cube_header.records() if r["name"] not in _STRUCTURAL])
+                        add_checksum_cards(out[f"{b}_{ext}"])
                     if f"{b}_SENS" in reader.fits:
-                        out.write(reader.fits[f"{b}_SENS"].read(), extname=f"{b}_SENS", header=reader.fits[f"{b}_SENS"].read_header())
+                        sens = reader.fits[f"{b}_SENS"]
+                        what = sens.read_header().get_comment("EXTNAME") or "First-order sensitivity of the band"
+                        write_table(out, sens.read(), f"{b}_SENS", what)
                 records = []
                 for start, sci, err, dq in reader.iter_chunks(64):
                     params = np.concatenate([paper_copies(config, rng) for _ in range(len(sci))])
@@ -258,10 +272,13 @@ def augment_sample(src, dst, config: AugmentConfig, seed: int, *, overwrite: boo
                 for name, _ in PARAM_DTYPE:
                     aug[name] = params[name]
                 write_table(out, aug, "AUGMENT", "What was done to each copy")
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
+            write_checksums(tmp)
     return dst
 
 
-_STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT", "EXTEND", "EXTNAME"}
+def _fitsio_boilerplate(record: dict) -> bool:
+    text = str(record.get("value", "")).strip()
+    return record["name"] == "COMMENT" and text.startswith(("FITS (Flexible Image Transport System)", "and Astrophysics', volume 376"))
+
+
+_STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT", "EXTEND", "EXTNAME", "CHECKSUM", "DATASUM"}

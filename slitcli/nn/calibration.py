@@ -1,20 +1,28 @@
 """Temperature scaling of predicted redshift uncertainties (Miao et al. 2026).
 
-One number T multiplies every predicted 1-sigma uncertainty, ``zerr -> T zerr``, chosen
+One number T multiplies every predicted uncertainty, ``zerr -> T zerr``, chosen
 on a validation set so that the coverage of the central Gaussian intervals matches their
 confidence levels:
 
     T = argmin_T  mean over c of (coverage(c; T zerr) - c)^2,   c = 0.10, 0.11, ..., 0.99.
 
-coverage(c; T zerr) is the fraction of sources with r = |dz| / zerr <= k_c T, where
-k_c = Phi^-1(0.5 + c/2). It changes only where some k_c T crosses some r, so the
-objective is piecewise constant in T: it is searched on a dense grid, not by gradients.
+coverage(c; T zerr) is the fraction of sources with r <= k_c T, where r is the normalised
+residual in ln(1 + z), |ln(1 + z_true) - ln(1 + Z)| / (zerr / (1 + Z))
+(`slitcli.evaluation.metrics.normalised_residuals`; the definitions are in
+`slitcli.io.redshift`), and k_c = Phi^-1(0.5 + c/2). So what is fitted here is what
+predict publishes (ZERR, the quantiles) and what evaluate measures. The objective changes
+only where some k_c T crosses some r, so it is piecewise constant in T: it is searched on
+a dense grid, not by gradients.
 
 The network's residuals have heavier tails than a Gaussian (on the default mock the
 95% interval needs 2.4-3.4 times the 68% one, not 1.96), so that no single T gets both
 right. `fit_calibration` therefore also chooses the shape: a Student t of `dof` degrees
-of freedom (`slitcli.evaluation.metrics.half_width`), `dof` from `DOF_GRID` (infinity: Gaussian),
-each with its best T; the pair with the lowest objective wins.
+of freedom (`slitcli.io.redshift.half_width`), `dof` from `DOF_GRID` (infinity: Gaussian),
+each with its best T; the pair with the lowest objective wins. ZERR stays the 68.27%
+half-width whatever the shape (it is not a standard deviation: a t of dof <= 2 has none).
+Choosing the tails needs enough sources: on fewer than `MIN_TAIL_SOURCES` (measured in
+docs/bayes.md: Gaussian residuals would too often be given heavy tails) the fit is refused;
+a Gaussian fit (`fit_temperature`, ``calibrate --gaussian``) needs only `MIN_SOURCES`.
 
 The raw uncertainties are also mis-scaled differently at different signal-to-noise
 (too small for the faintest sources, too large for the brightest), which a pooled
@@ -41,14 +49,19 @@ from slitcli.io.redshift import half_width
 from slitcli.io.truth import join_truth, read_truth
 from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, predict_file, snr_scale
 
-__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "T_RANGE"]
+__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "MIN_TAIL_SOURCES", "T_RANGE"]
 
 #: Fewest sources `fit_temperature` accepts.
 MIN_SOURCES = 10
+#: Fewest sources `fit_calibration` accepts to choose the tails and SNR power (docs/bayes.md,
+#: "How many sources the tails need": below this, Gaussian residuals are too often given heavy tails).
+MIN_TAIL_SOURCES = 400
 #: Range of temperatures searched.
 T_RANGE = (0.05, 20.0)
-#: Degrees of freedom of the Student t tried by `fit_calibration` (inf: Gaussian).
-DOF_GRID = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0, 50.0, np.inf)
+#: Degrees of freedom of the Student t tried by `fit_calibration` (inf: Gaussian). None is <= 2:
+#: such a t has infinite variance, and on samples of a few hundred sources it was chosen
+#: mostly by noise (docs/bayes.md, "How many sources the tails need").
+DOF_GRID = (2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 20.0, 50.0, np.inf)
 #: SNR powers p tried by `fit_calibration`, pivot and clipping range of the SNR.
 SNR_POWERS = tuple(np.round(np.arange(-1.0, 0.51, 0.1), 2))
 #: Levels of the intervals a catalogue publishes (ZERR, and Z025-Z975): they pick the shape.
@@ -140,8 +153,16 @@ def fit_calibration(z_pred, zerr, z_true, snr=None, levels=DEFAULT_LEVELS, dofs=
 
     T minimises the objective at `levels` for each shape; the shape minimises the objective at
     `shape_levels`, averaged over SNR bins (pooled without `snr`, and then the power is 0).
+
+    Raises
+    ------
+    InputError
+        Fewer than `MIN_TAIL_SOURCES` sources (use `fit_temperature` for a Gaussian), or a bad zerr.
     """
     z_pred, zerr, z_true = (np.asarray(a, dtype=np.float64) for a in (z_pred, zerr, z_true))
+    if zerr.size < MIN_TAIL_SOURCES:
+        msg = f"fitting the tails needs at least {MIN_TAIL_SOURCES} sources, got {zerr.size}"
+        raise InputError(msg)
     best = None
     for power in powers if snr is not None else (0.0,):
         scaled = zerr * (snr_scale(snr, power) if snr is not None else 1.0)
@@ -179,23 +200,38 @@ class CalibrationResult:
     sample: str
 
 
+def _check_tail_sample(n: int, sample_path, min_snr: float) -> None:
+    if n < MIN_TAIL_SOURCES:
+        msg = f"{sample_path}: fitting the tails needs at least {MIN_TAIL_SOURCES} sources with SNR_GI >= {min_snr:g}, got {n}; use a larger sample or --gaussian"
+        raise InputError(msg)
+
+
 def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | None = None, tails: bool = True, progress=None) -> CalibrationResult:
     """Fit the temperature (and, if `tails`, the tail shape and SNR power) of `bundle` on a held-out sample file and store them in its card.
 
     Predicts every source with the raw uncertainties (temperature 1), keeps sources with
     SNR_GI >= `min_snr` of the truth (default: the model's training cut), and fits T
     against the sample's Z_TRUE. `bundle.card["calibration"]` is updated in place.
+
+    Raises
+    ------
+    InputError
+        With `tails`, fewer than `MIN_TAIL_SOURCES` kept sources (naming the sample file);
+        without, fewer than `MIN_SOURCES`. Before any prediction: a truth with masked,
+        NaN or infinite Z_TRUE or SNR_GI (`slitcli.io.truth.read_truth`).
     """
     from pathlib import Path
 
 
     if min_snr is None:
         min_snr = float(bundle.card.get("training", {}).get("config", {}).get("min_snr", 1.0))
+    truth = read_truth(sample_path)
+    if tails and "SNR_GI" in truth.colnames:  # refuse before the prediction, not after
+        _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)
     bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
     pred = predict_file(bundle, sample_path, predict_config, progress=progress)
     # The SNR measured from the data, as predict will see it (the join takes the truth's SNR_GI).
     pred["SNR_DATA"] = pred["SNR_GI"]
-    truth = read_truth(sample_path)
     try:
         joined = join_truth(pred, truth)
     except ValueError as err:
@@ -203,6 +239,8 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     if "SNR_GI" in joined.colnames:
         joined = joined[np.asarray(joined["SNR_GI"]) >= min_snr]
     z, zerr, z_true, snr = (np.asarray(joined[c], float) for c in ("Z", "ZERR", "Z_TRUE", "SNR_DATA"))
+    if tails:
+        _check_tail_sample(z.size, sample_path, min_snr)
     cal = fit_calibration(z, zerr, z_true, snr) if tails else Calibration(fit_temperature(z, zerr, z_true))
     calibrated = cal.temperature * snr_scale(snr, cal.snr_power) * zerr
     result = CalibrationResult(cal.temperature, cal.dof, cal.snr_power, calibration_error(z, zerr, z_true), calibration_error(z, calibrated, z_true, dof=cal.dof), len(z), Path(sample_path).name)

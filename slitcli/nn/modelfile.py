@@ -3,25 +3,27 @@
 A model directory holds the weights as safetensors (which cannot carry code) and a JSON
 card: architecture and its config, input layout (instrument, bands, cutout size),
 normalisation, calibration temperature, training provenance and metrics. The JSON also
-rides in the safetensors metadata. Loading never unpickles, and happens on the CPU
-before any move to a device, so a model trained on a GPU loads anywhere.
+rides in the safetensors metadata, less its run times (`run_independent`), so that two
+identical training runs give identical weight files. Loading never unpickles, and
+happens on the CPU before any move to a device, so a model trained on a GPU loads anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slitcli.errors import InputError, OutputExistsError
+from slitcli.errors import InputError
+from slitcli.io.files import atomic_output, check_output_path, output_directory
 from slitcli.nn import create_model
 
-__all__ = ["ModelBundle", "save_model", "load_model", "default_model_dir", "FORMAT"]
+__all__ = ["ModelBundle", "save_model", "load_model", "default_model_dir", "run_independent", "check_card", "CARD_SCHEMA", "FORMAT"]
 
 FORMAT = "slitcli-model/1"
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -93,31 +95,155 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def run_independent(card):
+    """`card` without its run times: every key named ``wall_s`` or ending in ``_wall_s``, at any depth.
+
+    Wall times differ between identical runs; they stay in ``model.json``, and this copy
+    rides in the weights' metadata.
+    """
+    if isinstance(card, dict):
+        return {k: run_independent(v) for k, v in card.items() if not (k == "wall_s" or k.endswith("_wall_s"))}
+    if isinstance(card, list):
+        return [run_independent(v) for v in card]
+    return card
+
+
 def save_model(bundle: ModelBundle, directory: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into `directory`, atomically each."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    directory = Path(directory)
-    for name in (WEIGHTS, CARD):
-        if (directory / name).exists() and not overwrite:
-            msg = f"{directory / name}: exists; use --overwrite to replace it"
-            raise OutputExistsError(msg)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = check_output_path(directory, overwrite, directory=True, files=(WEIGHTS, CARD))
     card = dict(bundle.card, format=FORMAT)
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
-    tmp_w, tmp_c = directory / f".{WEIGHTS}.tmp", directory / f".{CARD}.tmp"
-    try:
-        save_file(state, str(tmp_w), metadata={"slitcli": json.dumps(card)})
+    weights = save(state, metadata={"slitcli": json.dumps(run_independent(card))})
+    # The directory only when needed (removed again if this call made it and writing fails); weights published first.
+    with output_directory(directory), atomic_output(directory / CARD, overwrite) as tmp_c, atomic_output(directory / WEIGHTS, overwrite) as tmp_w:
+        tmp_w.write_bytes(weights)
         tmp_c.write_text(json.dumps(card, indent=2) + "\n")
-        os.chmod(tmp_w, 0o644)  # safetensors creates its file private
-        os.replace(tmp_w, directory / WEIGHTS)
-        os.replace(tmp_c, directory / CARD)
-    finally:
-        tmp_w.unlink(missing_ok=True)
-        tmp_c.unlink(missing_ok=True)
     bundle.weights_sha256 = _sha256(directory / WEIGHTS)
     bundle.path = directory
     return directory
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v) -> bool:
+    return _number(v) and v > 0
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _band_names(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(b, str) and b for b in v) and len(set(v)) == len(v)
+
+
+#: The card's schema: key -> (required, check, what is expected). A nested dict checks
+#: an object's keys; ``...`` as a key allows keys not listed (provenance, free-form).
+CARD_SCHEMA = {
+    "format": (True, lambda v: isinstance(v, str), "a string"),
+    "name": (False, lambda v: isinstance(v, str), "a string"),
+    "architecture": (True, lambda v: isinstance(v, str), "the name of a registered architecture"),
+    "config": (True, lambda v: isinstance(v, dict), "an object of the architecture's settings"),
+    "input": (True, {
+        "bands": (True, _band_names, "a list of band names"),
+        "height": (True, _positive_int, "a positive number of pixels"),
+        "width": (True, _positive_int, "a positive number of pixels"),
+        "scale_e_s": (True, lambda v: isinstance(v, dict) and all(_positive(x) for x in v.values()), "an object of band -> positive scale [e-/s]"),
+        "instrument": (False, lambda v: isinstance(v, str), "a string"),
+        "normalisation": (False, lambda v: isinstance(v, str), "a string"),
+        "target": (False, lambda v: isinstance(v, str), "a string"),
+    }, "an object"),
+    "calibration": (False, {
+        "temperature": (False, _positive, "a positive number"),
+        "tail_dof": (False, lambda v: v is None or _positive(v), "a positive number, or null (Gaussian)"),
+        "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
+        ...: None,
+    }, "an object"),
+    "training": (False, {
+        "z_range": (False, lambda v: isinstance(v, list) and len(v) == 2 and all(_number(z) for z in v) and v[0] <= v[1], "a list [z_min, z_max]"),
+        "config": (False, {"min_snr": (False, _number, "a number"), ...: None}, "an object"),
+        ...: None,
+    }, "an object"),
+    "metrics": (False, lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _shown(value) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        text = json.dumps(value)
+        return f"a list {text if len(text) <= 40 else text[:37] + '...'}"
+    return json.dumps(value)
+
+
+def _check_object(data, schema: dict, where: str, prefix: str) -> None:
+    keys = [k for k in schema if k is not ...]
+    if ... not in schema:
+        unknown = [k for k in data if k not in schema]
+        if unknown:
+            msg = f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; valid keys are {', '.join(prefix + k for k in keys)}"
+            raise InputError(msg)
+    for key in keys:
+        required, check, what = schema[key]
+        if key not in data:
+            if required:
+                msg = f"{where}: missing key {prefix + key} ({what}); a model card needs {', '.join(prefix + k for k in keys if schema[k][0])}"
+                raise InputError(msg)
+            continue
+        value = data[key]
+        if isinstance(check, dict):
+            if not isinstance(value, dict):
+                msg = f"{where}: {prefix + key}: expected {what}, got {_shown(value)}"
+                raise InputError(msg)
+            _check_object(value, check, where, f"{prefix}{key}.")
+        elif not check(value):
+            msg = f"{where}: {prefix + key}: expected {what}, got {_shown(value)}"
+            raise InputError(msg)
+
+
+def check_card(card, where) -> None:
+    """Check a model card (the content of ``model.json``) against `CARD_SCHEMA` and itself.
+
+    Unknown keys are refused at the top level and in ``input``; ``calibration`` and
+    ``training`` may hold more than the keys the code reads. The architecture must be
+    registered and ``config`` must fit it (`slitcli.nn.registry.model_config`); its
+    input size must match ``input``. Raises `InputError` naming `where` (the card's
+    file) and the key path, e.g. ``model.json: input.bands: expected a list of band
+    names, got 3``.
+    """
+    from slitcli.nn.registry import list_models, model_config
+
+    if not isinstance(card, dict):
+        msg = f"{where}: expected a JSON object with keys {', '.join(k for k in CARD_SCHEMA)}, got {_shown(card)}"
+        raise InputError(msg)
+    _check_object(card, CARD_SCHEMA, where, "")
+    if card["format"] != FORMAT:
+        msg = f"{where}: format: {card['format']!r} is not {FORMAT!r}; this slitcli reads {FORMAT} cards"
+        raise InputError(msg)
+    arch, bands, inp = card["architecture"], card["input"]["bands"], card["input"]
+    if arch not in list_models():
+        msg = f"{where}: architecture: unknown architecture {arch!r}; known: {', '.join(list_models())}"
+        raise InputError(msg)
+    missing = [b for b in bands if b not in inp["scale_e_s"]]
+    if missing:
+        msg = f"{where}: input.scale_e_s: no scale for band(s) {', '.join(missing)} of input.bands"
+        raise InputError(msg)
+    try:
+        config = model_config(arch, **card["config"])
+    except ValueError as err:  # ConfigError included: "model <arch>.key: ..." -> "config.key: ..."
+        text, prefix = str(err), f"model {arch}"
+        text = "config" + text[len(prefix):] if text.startswith(prefix) else f"config: {text}"
+        raise InputError(f"{where}: {text}") from None
+    for key, want in (("in_channels", len(bands)), ("height", inp["height"]), ("width", inp["width"])):
+        have = getattr(config, key, want)
+        if have != want:
+            msg = f"{where}: config.{key} is {have} but the input has {want} ({'len(input.bands)' if key == 'in_channels' else 'input.' + key})"
+            raise InputError(msg)
 
 
 def load_model(directory: str | Path | None = None) -> ModelBundle:
@@ -126,8 +252,9 @@ def load_model(directory: str | Path | None = None) -> ModelBundle:
     Raises
     ------
     InputError
-        If the files are missing, the weights are not safetensors (a pickle is refused
-        unread), or weights and card disagree.
+        If the files are missing, the card is not valid JSON or does not fit its schema
+        (`check_card`), the weights are not safetensors (a pickle is refused unread), or
+        weights and card disagree.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -143,15 +270,17 @@ def load_model(directory: str | Path | None = None) -> ModelBundle:
     except (json.JSONDecodeError, UnicodeDecodeError):
         msg = f"{card_path}: not valid JSON"
         raise InputError(msg) from None
-    if card.get("format") != FORMAT:
-        msg = f"{card_path}: format is {card.get('format')!r}, expected {FORMAT!r}"
-        raise InputError(msg)
+    check_card(card, card_path)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         msg = f"{weights}: not a safetensors file ({str(err)[:80]}); slitcli never unpickles model weights"
         raise InputError(msg) from None
-    model = create_model(card["architecture"], **card["config"])
+    try:
+        model = create_model(card["architecture"], **card["config"])
+    except (ValueError, TypeError) as err:  # the builder's own checks, past the config's types
+        msg = f"{card_path}: config: {err}"
+        raise InputError(msg) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -11,8 +11,10 @@ t = ln(1 + z); per source, over the T passes:
     ZERR     = sqrt(ZERR_EPI^2 + ZERR_ALE^2)
 
 where the temperature is that of the calibration, times (SNR_GI / 3)^p if it chose an
-SNR power p, and the quantiles are those of N(Z, ZERR), or, where calibration chose heavier tails,
-of a Student t of `dof` degrees of freedom whose 68.27% interval is Z +- ZERR.
+SNR power p. ZERR / (1 + Z) is the 68.27% half-width in t of a Gaussian or, where
+calibration chose heavier tails, a Student t of `dof` (ZDOF) degrees of freedom; the
+quantiles are that distribution's, computed in t and censored at z = 0
+(`slitcli.io.redshift.quantiles`; the definitions are in `slitcli.io.redshift`).
 """
 
 from __future__ import annotations
@@ -27,11 +29,10 @@ from astropy.table import Table, vstack
 from slitcli.errors import ConfigError
 from slitcli.extract import data_snr, sample_band_columns
 from slitcli.io.redshift import (
-    QUANTILES,
     ZWARN_BITS,
     data_zwarn,
+    quantiles,
     source_identity,
-    standard_quantile,
 )
 from slitcli.io.samplefile import SampleReader
 from slitcli.nn.layers import set_mc_dropout
@@ -118,17 +119,15 @@ def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float | np.nd
     """Per-source Z, ZERR, ZERR_EPI, ZERR_ALE and quantiles from MC samples [T, n] of t = ln(1+z).
 
     `temperature` scales the uncertainties: one number, or one per source (the calibration's
-    SNR-dependent scale).
+    SNR-dependent scale). ZERR / (1 + Z) is the 68.27% half-width in t of the predictive
+    distribution, Gaussian or Student t of `dof` (inf: Gaussian); see `slitcli.io.redshift`.
     """
     t_mean = mu_t.mean(axis=0)
     z = np.expm1(t_mean)
     epi = (1 + z) * mu_t.std(axis=0, ddof=1) * temperature
     ale = (1 + z) * np.sqrt(np.exp(logvar_t).mean(axis=0)) * temperature
     zerr = np.hypot(epi, ale)
-    out = {"Z": z, "ZERR": zerr, "ZERR_EPI": epi, "ZERR_ALE": ale}
-    for name, q in QUANTILES.items():
-        out[name] = z + standard_quantile(q, dof) * zerr
-    return out
+    return {"Z": z, "ZERR": zerr, "ZERR_EPI": epi, "ZERR_ALE": ale, **quantiles(z, zerr, dof)}
 
 
 #: The calibration's SNR scale: (clip(SNR_GI, *SNR_CLIP) / SNR_PIVOT)^power.
@@ -150,10 +149,13 @@ def predict_file(
 ) -> Table:
     """Predict every source of one sample file; returns the catalogue rows.
 
+    Bad pixels (non-finite SCI, ERR <= 0 or non-finite) are flagged and neutralised on
+    reading (`slitcli.io.samplefile.mask_bad_pixels`); ``meta["NBADPIX"]`` counts them.
+
     Raises
     ------
     InputError
-        If the file's bands or cutout size do not fit the model, or it holds NaN cutouts.
+        If the file's bands or cutout size do not fit the model.
     """
     device = resolve_device(config.device)
     model = bundle.model.to(device)
@@ -177,7 +179,10 @@ def predict_file(
             rows.append(Table({**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}))
             if progress:
                 progress(start + len(sci), reader.n)
-    return vstack(rows)  # SampleReader refuses a file without sources
+    table = vstack(rows)  # SampleReader refuses a file without sources
+    # Pixels with non-finite SCI or ERR <= 0 / non-finite, flagged DO_NOT_USE and neutralised on reading.
+    table.meta["NBADPIX"] = reader.bad_pixels
+    return table
 
 
 def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:

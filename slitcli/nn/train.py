@@ -18,9 +18,9 @@ resumed after an interruption gives the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +33,8 @@ from slitcli import __version__
 from slitcli.config import to_dict
 from slitcli.errors import InputError
 from slitcli.evaluation.metrics import sigma_nmad
+from slitcli.io.catalog import check_finite
+from slitcli.io.files import atomic_output, output_directory
 from slitcli.io.samplefile import SampleReader
 from slitcli.nn import create_model
 from slitcli.nn.augment import AugmentConfig, apply, random_params
@@ -97,7 +99,8 @@ class TrainConfig:
 @dataclass
 class TrainData:
     """Cutouts in memory: SCI (and ERR when kept) float32 [n, bands, ny, nx] (e-/s), true
-    redshifts, and the median ERR of each band [e-/s] (the input normalisation scale)."""
+    redshifts, the median ERR of each band [e-/s] (the input normalisation scale) and the
+    number of bad pixels flagged and neutralised on reading (`slitcli.io.samplefile.mask_bad_pixels`)."""
 
     sci: np.ndarray
     err: np.ndarray | None
@@ -105,6 +108,7 @@ class TrainData:
     path: Path
     file_hash: str
     err_median: np.ndarray | None = None
+    bad_pixels: int = 0
 
     def __post_init__(self):
         if self.err_median is None:
@@ -112,12 +116,20 @@ class TrainData:
 
 
 def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, shape=None, progress=None, keep_err: bool = False) -> TrainData:
-    """Read a sample file's cutouts of sources with SNR_GI >= `min_snr` (ERR only if `keep_err`)."""
+    """Read a sample file's cutouts of sources with SNR_GI >= `min_snr` (ERR only if `keep_err`).
+
+    Raises
+    ------
+    InputError
+        If the file has no SOURCES HDU with Z_TRUE (and SNR_GI when `min_snr` > 0), or
+        if any Z_TRUE (or SNR_GI) is NaN or infinite, or the cut leaves fewer than 2 sources.
+    """
     with SampleReader(path, bands, shape) as reader:
         sources = reader.sources()
         if sources is None or "Z_TRUE" not in sources.colnames:
             msg = f"{path}: training needs a SOURCES HDU with Z_TRUE"
             raise InputError(msg)
+        check_finite(sources, f"{path}: HDU SOURCES", ("Z_TRUE", "SNR_GI") if min_snr > 0 else ("Z_TRUE",))
         keep = np.ones(reader.n, bool)
         if min_snr > 0:
             if "SNR_GI" not in sources.colnames:
@@ -143,10 +155,11 @@ def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, sh
             if progress:
                 progress(start + len(s), reader.n)
         header = reader.fits[0].read_header()
+        bad_pixels = reader.bad_pixels
     file_hash = f"{header.get('CFGHASH', '')}:{header.get('INSTHASH', '')}:seed={header.get('SEED', '')}:n={len(keep)}"
     # The median of chunk medians: the ERR of a blank pixel is the same everywhere.
     err_median = np.nanmedian(np.array(medians), axis=0).astype(np.float32)
-    return TrainData(sci, err, np.asarray(sources["Z_TRUE"], float)[idx], Path(path), file_hash, err_median)
+    return TrainData(sci, err, np.asarray(sources["Z_TRUE"], float)[idx], Path(path), file_hash, err_median, bad_pixels)
 
 
 def concat_train_data(parts: list[TrainData]) -> TrainData:
@@ -161,6 +174,7 @@ def concat_train_data(parts: list[TrainData]) -> TrainData:
         Path(",".join(p.path.name for p in parts)),
         ";".join(p.file_hash for p in parts),
         np.median([p.err_median for p in parts], axis=0).astype(np.float32),
+        sum(p.bad_pixels for p in parts),
     )
 
 
@@ -366,7 +380,7 @@ def train(
             "n_val": int(len(val_data.z)),
             "finished": bool(finished),
             "history": state["history"],
-            "wall_s": round(time.perf_counter() - t_start, 1),
+            "wall_s": round(time.perf_counter() - t_start, 3),
             "versions": {"slitcli": __version__, "torch": torch.__version__, "numpy": np.__version__},
         },
         "metrics": {"val_sigma_nmad": state["best_score"] if finished else None},
@@ -381,8 +395,8 @@ def _phase_optimiser(model, phase, config, steps_per_epoch):
 
 
 def _save_checkpoint(path, model, opt, sched, state):
+    """Write the checkpoint atomically; its directory is made at the first one (and removed if that fails)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     best = state.get("best")
     payload = {
         "model": model.state_dict(),
@@ -392,8 +406,10 @@ def _save_checkpoint(path, model, opt, sched, state):
         "has_best": best is not None,
         "state": json.dumps({k: v for k, v in state.items() if k != "best"}),
     }
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: a full disk is then an OSError of the write, not torch's RuntimeError
+    with output_directory(path.parent), atomic_output(path, overwrite=True) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def with_overrides(config: TrainConfig, **changes) -> TrainConfig:

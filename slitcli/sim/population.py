@@ -132,9 +132,19 @@ def draw_sources(config: PopulationConfig, n: int, first_id: int, rng: np.random
 
 @dataclass(frozen=True)
 class PopulationProvider:
-    """Sources `start` .. `start + count - 1` of the default population (ids start at 1)."""
+    """Sources `start` .. `start + count - 1` of the default population, SOURCE_IDs `first_id` + index.
+
+    Give each file of a survey its own range of `first_id` (``slitcli simulate
+    --first-id``) so that SOURCE_ID stays unique across files.
+    """
 
     config: PopulationConfig
+    first_id: int = 1
+
+    def __post_init__(self):
+        if self.first_id < 0:
+            msg = f"first_id must be >= 0, got {self.first_id}"
+            raise ValueError(msg)
 
     def __call__(self, start: int, count: int, rng: np.random.Generator) -> list[Source]:
-        return draw_sources(self.config, count, start + 1, rng)
+        return draw_sources(self.config, count, self.first_id + start, rng)

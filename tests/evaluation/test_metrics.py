@@ -11,13 +11,15 @@ DZ = np.array([0.01, -0.02, 0.30, 0.06, -0.80])
 Z_PRED = Z_TRUE + DZ  # [0.01, 0.98, 0.30, 1.06, 2.20]
 ZERR = np.array([0.01, 0.04, 0.10, 0.02, 0.40])
 # dz / (1 + z)        = [0.01, -0.01, 0.30, 0.03, -0.20]
-# r = |dz| / zerr     = [1.0, 0.5, 3.0, 3.0, 2.0]
 # zerr / (1 + z)      = [0.01, 0.02, 0.10, 0.01, 0.10]
-
-PHI_MINUS_1 = 0.15865525393145707  # Phi(-1), standard normal CDF from tables
-PHI_HALF = 0.6914624612740131  # Phi(0.5)
-PHI_MINUS_3 = 0.0013498980316300933  # Phi(-3)
-PHI_2 = 0.9772498680518208  # Phi(2)
+# The uncertainty metrics work in t = ln(1 + z) (slitcli.io.redshift):
+# ln(1+z_true) - ln(1+z_pred) = [-ln 1.01, -ln 0.99, -ln 1.3, -ln 1.03, -ln 0.8]
+#                             = [-0.0099503, 0.0100503, -0.2623643, -0.0295588, 0.2231436]
+# s = zerr / (1 + z_pred)     = [0.01/1.01, 0.04/1.98, 0.1/1.3, 0.02/2.06, 0.4/3.2]
+# u = their ratio             = [-1.004983, 0.497492, -3.410735, -3.044557, 1.785148]
+# r = |u|                     = [1.004983, 0.497492, 3.410735, 3.044557, 1.785148]
+U = np.array([-1.004983423, 0.497491622, -3.410735438, -3.044556629, 1.785148407])
+PHI_U0 = 0.157452418  # Phi(-1.004983), standard normal CDF
 
 
 def test_sigma_nmad():
@@ -45,19 +47,23 @@ def test_mean_zerr():
     assert metrics.mean_zerr(ZERR, Z_TRUE) == pytest.approx(0.048)
 
 
+def test_normalised_residuals_are_in_ln_1_plus_z():
+    np.testing.assert_allclose(metrics.normalised_residuals(Z_PRED, ZERR, Z_TRUE), np.abs(U), rtol=1e-8)
+
+
 def test_coverage():
-    # k(0.68) = Phi^-1(0.84) = 0.9945: only r = 0.5 inside -> 1/5
-    # k(0.95) = Phi^-1(0.975) = 1.9600: r = 0.5 and 1.0 inside -> 2/5
-    # k(0.50) = Phi^-1(0.75) = 0.6745: r = 0.5 -> 1/5;  k(0.999) = 3.29: all five
+    # k(0.68) = Phi^-1(0.84) = 0.9945: only r = 0.497 inside -> 1/5
+    # k(0.95) = Phi^-1(0.975) = 1.9600: r = 0.497, 1.005 and 1.785 inside -> 3/5
+    # k(0.50) = Phi^-1(0.75) = 0.6745: r = 0.497 -> 1/5;  k(0.999) = 3.29: all but r = 3.41
     assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.68) == pytest.approx(0.2)
-    assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.95) == pytest.approx(0.4)
+    assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.95) == pytest.approx(0.6)
     assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.50) == pytest.approx(0.2)
-    assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.999) == pytest.approx(1.0)
+    assert metrics.coverage(Z_PRED, ZERR, Z_TRUE, 0.999) == pytest.approx(0.8)
 
 
 def test_calibration_curve_and_error_on_chosen_levels():
-    # Thresholds: k reaches r = 0.5 at c = 2 Phi(0.5) - 1 = 0.3829, r = 1 at 0.6827,
-    # r = 2 at 0.9545, r = 3 at 0.9973. So c = 0.3 -> 0, 0.5 -> 0.2, 0.9 -> 0.4, 0.98 -> 0.6.
+    # Thresholds: k reaches r at c = 2 Phi(r) - 1: r = 0.497 at 0.3812, 1.005 at 0.6851,
+    # 1.785 at 0.9258, 3.045 at 0.9977, 3.411 at 0.9994. So c = 0.3 -> 0, 0.5 -> 0.2, 0.9 -> 0.4, 0.98 -> 0.6.
     levels, cov = metrics.calibration_curve(Z_PRED, ZERR, Z_TRUE, levels=[0.3, 0.5, 0.9, 0.98])
     np.testing.assert_allclose(levels, [0.3, 0.5, 0.9, 0.98])
     np.testing.assert_allclose(cov, [0.0, 0.2, 0.4, 0.6])
@@ -67,33 +73,34 @@ def test_calibration_curve_and_error_on_chosen_levels():
 
 def test_calibration_curve_default_levels():
     # Levels 0.10, 0.11, ..., 0.99 (90). Coverage 0 for 0.10-0.38 (29 levels),
-    # 0.2 for 0.39-0.68 (30), 0.4 for 0.69-0.95 (27), 0.6 for 0.96-0.99 (4).
+    # 0.2 for 0.39-0.68 (30), 0.4 for 0.69-0.92 (24), 0.6 for 0.93-0.99 (7).
     levels, cov = metrics.calibration_curve(Z_PRED, ZERR, Z_TRUE)
     assert levels.size == 90
     assert levels[0] == pytest.approx(0.10) and levels[-1] == pytest.approx(0.99)
-    expected = np.r_[np.zeros(29), np.full(30, 0.2), np.full(27, 0.4), np.full(4, 0.6)]
+    expected = np.r_[np.zeros(29), np.full(30, 0.2), np.full(24, 0.4), np.full(7, 0.6)]
     np.testing.assert_allclose(cov, expected)
     # Squared deviations summed per run: sum c^2 (0.10..0.38) = 1.8734;
-    # sum (c - 0.2)^2 (0.39..0.68) = 3.5915; sum (c - 0.4)^2 (0.69..0.95) = 4.9266;
-    # sum (c - 0.6)^2 (0.96..0.99) = 0.5630. Total 10.9545 / 90 = 0.1217167; sqrt = 0.3488792
-    assert metrics.calibration_error(Z_PRED, ZERR, Z_TRUE) == pytest.approx(0.3488792, abs=1e-7)
+    # sum (c - 0.2)^2 (0.39..0.68) = 3.5915; sum (c - 0.4)^2 (0.69..0.92) = 4.0516;
+    # sum (c - 0.6)^2 (0.93..0.99) = 0.9100. Total 10.4265 / 90 = 0.1158500; sqrt = 0.3403674
+    assert metrics.calibration_error(Z_PRED, ZERR, Z_TRUE) == pytest.approx(0.3403674, abs=1e-7)
 
 
 def test_pit_and_ks():
-    # (z_true - z_pred) / zerr = [-1, 0.5, -3, -3, 2]
-    np.testing.assert_allclose(metrics.pit(Z_PRED, ZERR, Z_TRUE), [PHI_MINUS_1, PHI_HALF, PHI_MINUS_3, PHI_MINUS_3, PHI_2], rtol=1e-12)
-    # sorted PIT u = [0.00135, 0.00135, 0.15866, 0.69146, 0.97725]
-    # i/5 - u_i       = [0.19865, 0.39865, 0.44134, 0.10854, 0.02275]  -> max 0.6 - Phi(-1)
-    # u_i - (i-1)/5   = [0.00135, -0.19865, -0.24134, 0.09146, 0.17725]
-    assert metrics.pit_ks(Z_PRED, ZERR, Z_TRUE) == pytest.approx(0.6 - PHI_MINUS_1, rel=1e-12)
+    # PIT = Phi(u); Phi of U from tables: [0.1574524, 0.6905788, 0.0003239, 0.0011651, 0.9628814]
+    np.testing.assert_allclose(metrics.pit(Z_PRED, ZERR, Z_TRUE), [PHI_U0, 0.6905788, 0.0003239, 0.0011651, 0.9628814], rtol=1e-4, atol=1e-7)
+    # sorted PIT = [0.00032, 0.00117, 0.15745, 0.69058, 0.96288]
+    # i/5 - u_i       = [0.19968, 0.39883, 0.44255, 0.10942, 0.03712]  -> max 0.6 - Phi(-1.004983)
+    # u_i - (i-1)/5   = [0.00032, -0.19883, -0.24255, 0.09058, 0.16288]
+    assert metrics.pit_ks(Z_PRED, ZERR, Z_TRUE) == pytest.approx(0.6 - PHI_U0, rel=1e-8)
 
 
 def test_pit_ks_of_perfect_grid_is_half_a_step():
     # PIT values exactly at the bin centres (i - 0.5)/n: KS distance is 1/(2n).
+    # z_pred = 0 and zerr = 1: s = 1 and u = ln(1 + z_true).
     u = (np.arange(1, 11) - 0.5) / 10
     from scipy.stats import norm
 
-    assert metrics.pit_ks(np.zeros(10), np.ones(10), norm.ppf(u)) == pytest.approx(0.05)
+    assert metrics.pit_ks(np.zeros(10), np.ones(10), np.expm1(norm.ppf(u))) == pytest.approx(0.05)
 
 
 def test_point_metrics_keys_values_and_qp_aliases():
@@ -102,7 +109,7 @@ def test_point_metrics_keys_values_and_qp_aliases():
     expected = {
         "n": 5, "sigma_nmad": 0.037, "outlier_frac_002": 0.6, "outlier_frac_015": 0.4,
         "bias_median": 0.01, "bias_mean": 0.026, "mean_zerr": 0.048, "coverage_68": 0.2,
-        "coverage_95": 0.4, "calibration_error": 0.3488792, "pit_ks": 0.6 - PHI_MINUS_1,
+        "coverage_95": 0.6, "calibration_error": 0.3403674, "pit_ks": 0.6 - PHI_U0,
         "point_stats_sigma_mad": 0.037, "point_outlier_rate": 0.4, "point_bias": 0.01,
     }
     for key, value in expected.items():

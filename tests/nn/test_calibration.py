@@ -9,12 +9,12 @@ from slitcli.nn.calibration import fit_temperature, temperature_objective
 
 
 def gaussian_predictions(n=5000, seed=11):
-    """Redshifts scattered by N(0, sigma) with per-source sigma: calibrated when zerr = sigma."""
+    """Predictions whose truths scatter by N(0, s) in ln(1+z), s per source: calibrated when zerr = sigma = s (1 + z_pred)."""
     rng = np.random.default_rng(seed)
     z_true = rng.uniform(0.1, 2.0, n)
-    sigma = 0.02 * (1 + z_true) * rng.uniform(0.5, 2.0, n)
-    z_pred = z_true + rng.normal(0.0, sigma)
-    return z_pred, sigma, z_true
+    s = 0.02 * rng.uniform(0.5, 2.0, n)
+    z_pred = np.expm1(np.log1p(z_true) - s * rng.standard_normal(n))
+    return z_pred, s * (1 + z_pred), z_true
 
 
 @pytest.mark.parametrize("scale, expected_t", [(0.5, 2.0), (2.0, 0.5), (1.0, 1.0)])
@@ -73,8 +73,8 @@ def test_heavy_tails_are_fitted_with_their_shape():
 
     rng = np.random.default_rng(4)
     z_true = rng.uniform(0.1, 2.0, 20_000)
-    sigma = 0.01 * (1 + z_true)
-    z_pred = z_true + sigma * rng.standard_t(3.0, z_true.size) / student_t.ppf(0.841344746, 3.0)
+    z_pred = np.expm1(np.log1p(z_true) - 0.01 * rng.standard_t(3.0, z_true.size) / student_t.ppf(0.841344746, 3.0))
+    sigma = 0.01 * (1 + z_pred)  # the 68.27% half-width in ln(1+z) is 0.01
     t_gauss = fit_temperature(z_pred, 2 * sigma, z_true)
     gauss = [coverage(z_pred, t_gauss * 2 * sigma, z_true, c) for c in (0.68, 0.95)]
     assert abs(gauss[0] - 0.68) > 0.03 or abs(gauss[1] - 0.95) > 0.03
@@ -113,3 +113,69 @@ def test_an_snr_dependent_mis_scaling_is_undone():
         assert coverage(z_pred[sel], calibrated[sel], z_true[sel], 0.68, cal.dof) == pytest.approx(0.68, abs=0.02)
     pooled = fit_calibration(z_pred, raw, z_true)
     assert binned_objective(z_pred, calibrated, z_true, snr, cal.dof) < 0.2 * binned_objective(z_pred, pooled.temperature * raw, z_true, snr, pooled.dof)
+
+
+def test_tails_need_enough_sources():
+    from slitcli.nn.calibration import MIN_TAIL_SOURCES, fit_calibration
+
+    z_pred, sigma, z_true = gaussian_predictions(n=MIN_TAIL_SOURCES - 1)
+    with pytest.raises(InputError, match=f"fitting the tails needs at least {MIN_TAIL_SOURCES} sources, got {MIN_TAIL_SOURCES - 1}"):
+        fit_calibration(z_pred, sigma, z_true)
+    assert fit_temperature(z_pred, sigma, z_true) == pytest.approx(1.0, rel=0.15)  # a Gaussian T is still fitted
+
+
+def _stub_calibration_inputs(monkeypatch, n):
+    """calibrate_model's prediction and truth replaced by `n` calibrated Gaussian predictions (no model needed)."""
+    from types import SimpleNamespace
+
+    from astropy.table import Table
+
+    import slitcli.nn.calibration as calibration
+
+    z_pred, sigma, z_true = gaussian_predictions(n)
+    ids, snr = np.arange(1, n + 1), np.geomspace(1.0, 30.0, n)
+    pred = Table({"SOURCE_ID": ids, "Z": z_pred, "ZERR": sigma, "SNR_GI": snr})
+    truth = Table({"SOURCE_ID": ids, "Z_TRUE": z_true, "SNR_GI": snr})
+    calls = []
+
+    def predict_file(bundle, path, config, progress=None):
+        calls.append(path)
+        return pred.copy()
+
+    monkeypatch.setattr(calibration, "predict_file", predict_file)
+    monkeypatch.setattr(calibration, "read_truth", lambda path: truth)
+    return SimpleNamespace(card={"training": {"config": {"min_snr": 1.0}}}, predictions=calls)
+
+
+def test_calibrate_refuses_tails_from_too_few_sources(monkeypatch):
+    """One line naming the sample file, the minimum and the way out, before any prediction; --gaussian still works."""
+    from slitcli.nn.calibration import MIN_TAIL_SOURCES, calibrate_model
+    from slitcli.nn.predict import PredictConfig
+
+    n = MIN_TAIL_SOURCES - 1
+    bundle = _stub_calibration_inputs(monkeypatch, n)
+    with pytest.raises(InputError) as err:
+        calibrate_model(bundle, "val.fits", PredictConfig(n_mc=2))
+    msg = str(err.value)
+    assert msg == f"val.fits: fitting the tails needs at least {MIN_TAIL_SOURCES} sources with SNR_GI >= 1, got {n}; use a larger sample or --gaussian"
+    assert bundle.predictions == [] and "calibration" not in bundle.card
+    result = calibrate_model(bundle, "val.fits", PredictConfig(n_mc=2), tails=False)
+    assert result.n == n and result.dof == np.inf and result.temperature == pytest.approx(1.0, rel=0.15)
+
+
+def test_calibrate_fits_tails_from_the_minimum(monkeypatch):
+    from slitcli.nn.calibration import MIN_TAIL_SOURCES, calibrate_model
+    from slitcli.nn.predict import PredictConfig
+
+    bundle = _stub_calibration_inputs(monkeypatch, MIN_TAIL_SOURCES)
+    result = calibrate_model(bundle, "val.fits", PredictConfig(n_mc=2))
+    # Gaussian residuals keep light tails and a scale near 1 at the minimum sample size.
+    assert result.n == MIN_TAIL_SOURCES and result.dof >= 10
+    assert result.temperature == pytest.approx(1.0, rel=0.1) and abs(result.snr_power) <= 0.2
+    assert bundle.card["calibration"]["n"] == MIN_TAIL_SOURCES
+
+
+def test_the_dof_grid_has_finite_variance():
+    from slitcli.nn.calibration import DOF_GRID
+
+    assert min(DOF_GRID) > 2 and np.inf in DOF_GRID
