@@ -16,6 +16,27 @@ def csst():
     return load_instrument()
 
 
+#: Simulation settings of the tiny samples the command-line tests make (16 x 96 cutouts).
+TINY_SIM_YAML = "cutout_height: 16\ncutout_width: 96\nstamp_size: 32\n"
+
+
+def tiny_train_yaml(pretrain_epochs: int = 1, finetune_epochs: int = 1, batch_size: int = 8) -> str:
+    """`slitcli train --config` text for a tiny slitnet on TINY_SIM_YAML cutouts."""
+    return (
+        f"train:\n  pretrain_epochs: {pretrain_epochs}\n  finetune_epochs: {finetune_epochs}\n  batch_size: {batch_size}\n  min_snr: 0.0\n"
+        "model:\n  rows: 8\n  channels: [8, 8]\n  kernels: [3, 3]\n  head_hidden: [16]\n"
+    )
+
+
+def invoke(*args):
+    """Run `slitcli ARGS...` in-process (typer's CliRunner); arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from slitcli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
 def assert_one_line_error(result, *needles):
     """A user error: exit 1, one line on stderr starting 'slitcli: error: ', no traceback."""
     assert result.exit_code == 1, result.output

@@ -11,29 +11,11 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
-from conftest import assert_one_line_error
-from typer.testing import CliRunner
+from conftest import TINY_SIM_YAML, assert_one_line_error, invoke, tiny_train_yaml
 
-from slitcli.cli import app
-
-runner = CliRunner()
-SIM = "cutout_height: 16\ncutout_width: 96\nstamp_size: 32\n"
-TRAIN = """train:
-  pretrain_epochs: 1
-  finetune_epochs: 1
-  batch_size: 4
-  min_snr: 0.0
-model:
-  rows: 8
-  channels: [8, 8]
-  kernels: [3, 3]
-  head_hidden: [16]
-"""
+SIM = TINY_SIM_YAML
+TRAIN = tiny_train_yaml(batch_size=4)
 N = 12
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def listing(directory):

@@ -5,17 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from typer.testing import CliRunner
+from conftest import TINY_SIM_YAML, invoke, tiny_train_yaml
 
-from slitcli.cli import _common, app
+from slitcli.cli import _common
 
-runner = CliRunner()
-SIM = "cutout_height: 16\ncutout_width: 96\nstamp_size: 32\n"
-TRAIN = "train:\n  pretrain_epochs: 2\n  finetune_epochs: 1\n  batch_size: 8\n  min_snr: 0.0\nmodel:\n  rows: 8\n  channels: [8, 8]\n  kernels: [3, 3]\n  head_hidden: [16]\n"
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+SIM = TINY_SIM_YAML
+TRAIN = tiny_train_yaml(pretrain_epochs=2)
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import assert_one_line_error
-from typer.testing import CliRunner
-
-from slitcli.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from conftest import assert_one_line_error, invoke
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,14 @@ import threading
 import pytest
 
 from slitcli.errors import OutputError, OutputExistsError
-from slitcli.io.files import atomic_output, check_output_path, output_directory, output_error, publish, temporary_path
+from slitcli.io.files import (
+    atomic_output,
+    check_output_path,
+    output_directory,
+    output_error,
+    publish,
+    temporary_path,
+)
 
 
 def listing(d):

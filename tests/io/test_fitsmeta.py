@@ -9,7 +9,12 @@ from astropy.io import fits
 from ecosystem_tools import fitsverify
 
 from slitcli.errors import ConfigError
-from slitcli.io.fitsmeta import CHECKSUM_COMMENT, add_checksum_cards, file_date, write_checksums
+from slitcli.io.fitsmeta import (
+    CHECKSUM_COMMENT,
+    add_checksum_cards,
+    file_date,
+    write_checksums,
+)
 
 
 def _three_hdus(path):

@@ -4,30 +4,13 @@ import json
 
 import pytest
 from astropy.io import fits
-from conftest import assert_one_line_error
+from conftest import TINY_SIM_YAML, assert_one_line_error, invoke, tiny_train_yaml
 from safetensors import safe_open
-from typer.testing import CliRunner
 
-from slitcli.cli import app
 from slitcli.nn.modelfile import run_independent
 
-runner = CliRunner()
-SIM = "cutout_height: 16\ncutout_width: 96\nstamp_size: 32\n"
-TRAIN = """train:
-  pretrain_epochs: 1
-  finetune_epochs: 1
-  batch_size: 8
-  min_snr: 0.0
-model:
-  rows: 8
-  channels: [8, 8]
-  kernels: [3, 3]
-  head_hidden: [16]
-"""
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+SIM = TINY_SIM_YAML
+TRAIN = tiny_train_yaml()
 
 
 @pytest.fixture

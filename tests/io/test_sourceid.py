@@ -5,18 +5,15 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import assert_one_line_error, assert_usage_error
-from typer.testing import CliRunner
+from conftest import assert_one_line_error, assert_usage_error, invoke
 
-from slitcli.cli import app
 from slitcli.errors import InputError
-from slitcli.io.sourceid import check_unique_source_ids, input_names, read_source_ids, stack_inputs
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from slitcli.io.sourceid import (
+    check_unique_source_ids,
+    input_names,
+    read_source_ids,
+    stack_inputs,
+)
 
 
 @pytest.fixture(scope="module")
