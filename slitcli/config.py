@@ -21,7 +21,7 @@ import yaml
 
 from slitcli.errors import ConfigError
 
-__all__ = ["from_mapping", "load_yaml", "to_dict", "config_hash"]
+__all__ = ["from_mapping", "load_yaml", "to_dict", "config_hash", "with_changes"]
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -80,6 +80,19 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
         return cls(**values)
     except (ValueError, TypeError) as err:
         msg = f"{where}: {err}"
+        raise ConfigError(msg) from None
+
+
+def with_changes(obj: Any, where: str, **changes) -> Any:
+    """A copy of dataclass `obj` with the non-None `changes`, checked as `from_mapping` checks a file.
+
+    `where` names the source of the changes in errors (e.g. "command-line options").
+    """
+    changes = {k: v for k, v in changes.items() if v is not None}
+    try:
+        return dataclasses.replace(obj, **changes)
+    except (ValueError, TypeError) as err:
+        msg = f"{where} ({', '.join(sorted(changes))}): {err}"
         raise ConfigError(msg) from None
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "INTERRUPTED"]
 
-_INTERRUPTED = "slitcli: interrupted; no partial output left\n"
+#: The line printed on Ctrl-C (train keeps its last checkpoint for --resume; see docs/formats.md).
+INTERRUPTED = "slitcli: interrupted; no partial output left\n"
 
 
 def __getattr__(name: str):
@@ -40,8 +41,8 @@ def main() -> None:
             sys.stderr.write("slitcli: error: aborted\n")
             code = 1
         if code == 130 and not _common.interrupt_reported:
-            sys.stderr.write(_INTERRUPTED)
+            sys.stderr.write(INTERRUPTED)
     except KeyboardInterrupt:  # while the modules load
-        sys.stderr.write(_INTERRUPTED)
+        sys.stderr.write(INTERRUPTED)
         code = 130
     sys.exit(code or 0)

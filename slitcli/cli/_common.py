@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import sys
 import time
 import warnings
@@ -18,9 +19,14 @@ import typer
 
 from slitcli.errors import SlitcliError
 
-# typer re-exports click's exceptions (and, from 0.26, bundles click itself).
+from slitcli.cli import INTERRUPTED
+
+try:  # typer >= 0.26 bundles click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
+
 Abort = typer.Abort
-ClickException = typer.BadParameter.__mro__[2]  # click's ClickException
 
 __all__ = [
     "Abort",
@@ -31,7 +37,7 @@ __all__ = [
     "console",
     "log",
     "progress_bar",
-    "check_positive",
+    "log_bad_pixels",
 ]
 
 log = logging.getLogger("slitcli")
@@ -107,9 +113,10 @@ def _error_line(text: str) -> None:
 
 
 def _os_error_text(err: OSError) -> str:
-    where = err.filename if err.filename is not None else "output"
-    reason = err.strerror or str(err) or err.__class__.__name__
-    return f"{where}: {reason}"
+    """``<file>: <reason>``, one line (a library's message may have several)."""
+    text = str(err).strip()
+    reason = err.strerror or (text.splitlines()[0] if text else err.__class__.__name__)
+    return f"{err.filename}: {reason}" if err.filename is not None else reason
 
 
 @contextlib.contextmanager
@@ -125,6 +132,11 @@ def command(quiet: bool = False, verbose: bool = False):
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            from slitcli import __version__
+            from slitcli.io.fitsmeta import file_date
+
+            log.debug("slitcli %s, Python %s, %s", __version__, platform.python_version(), " ".join(sys.argv))
+            file_date()  # a malformed SOURCE_DATE_EPOCH stops the run before any work
             yield
         except SlitcliError as err:
             _error_line(str(err))
@@ -133,15 +145,15 @@ def command(quiet: bool = False, verbose: bool = False):
             _error_line(_os_error_text(err))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            sys.stderr.write("slitcli: interrupted; no partial output left\n")
+            sys.stderr.write(INTERRUPTED)
             interrupt_reported = True
             raise typer.Exit(130) from None
 
 
-def check_positive(value: int, option: str, minimum: int = 1) -> None:
-    """Refuse an option value below `minimum` as a usage error (exit 2)."""
-    if value is not None and value < minimum:
-        raise typer.BadParameter(f"must be >= {minimum}, got {value}", param_hint=f"'{option}'")
+def log_bad_pixels(n: int) -> None:
+    """Report the bad pixels the readers flagged (`slitcli.io.samplefile.mask_bad_pixels`)."""
+    if n:
+        log.info("%d bad pixels (SCI NaN or infinite, or ERR <= 0, NaN or infinite): flagged DO_NOT_USE, SCI set to 0", n)
 
 
 class _LineProgress:

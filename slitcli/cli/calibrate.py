@@ -55,7 +55,7 @@ def calibrate(
         with progress_bar(quiet) as bar:
             task = bar.add_task(f"predicting {sample.name}", total=None)
             result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))
-        save_model(bundle, target, overwrite=True)
+        save_model(bundle, target, overwrite=overwrite or in_place)
         log.info(
             f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
             f"on {result.n} sources of {result.sample}; "

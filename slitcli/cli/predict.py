@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
+from slitcli.cli._common import QUIET, VERBOSE, command, log, log_bad_pixels, progress_bar
 
 
 class Method(str, Enum):
@@ -81,7 +81,6 @@ def predict(
         bad_pixels = sum(t.meta.pop("NBADPIX", 0) for t in tables)  # summed here, not merged by vstack
         table = stack_inputs(tables, inputs)  # with INPUT_FILE: the input each row came from
         table.meta.update({**meta, "INPUTS": ",".join(input_names(inputs)), "NBADPIX": bad_pixels})
-        if bad_pixels:
-            log.info("%d bad pixels (SCI NaN or infinite, or ERR <= 0, NaN or infinite): flagged DO_NOT_USE, SCI set to 0", bad_pixels)
+        log_bad_pixels(bad_pixels)
         write_catalog(table, output, overwrite=overwrite)
         log.info("wrote %d redshifts to %s (%s)", len(table), output, method.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from enum import Enum
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def simulate(
     if first_id is not None and hsc is not None:
         raise typer.BadParameter("numbers the embedded population; with --hsc/--desi SOURCE_ID is the images' object_id", param_hint="'--first-id'")
     with command(quiet, verbose):
-        from slitcli.config import from_mapping, load_yaml
+        from slitcli.config import from_mapping, load_yaml, with_changes
         from slitcli.instrument import load_instrument
         from slitcli.io.files import check_output_path
         from slitcli.sim.population import PopulationProvider
@@ -65,15 +64,15 @@ def simulate(
         check_output_path(output, overwrite, inputs=(hsc, desi, instrument, config))
         inst = load_instrument(instrument)
         cfg = from_mapping(SimulateConfig, load_yaml(config), str(config)) if config else SimulateConfig()
-        overrides = {
-            "bands": tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None,
-            "noiseless": noiseless,
-            "zeroth_order": zeroth_order,
-            "wavelength_shift_pix": wavelength_shift,
-        }
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-        if mag_max is not None:
-            cfg = dataclasses.replace(cfg, population=dataclasses.replace(cfg.population, mag_i_max=mag_max))
+        cfg = with_changes(
+            cfg,
+            "command-line options",
+            bands=tuple(b.strip() for b in bands.split(",") if b.strip()) if bands is not None else None,
+            noiseless=noiseless,
+            zeroth_order=zeroth_order,
+            wavelength_shift_pix=wavelength_shift,
+            population=with_changes(cfg.population, "--mag-max", mag_i_max=mag_max) if mag_max is not None else None,
+        )
         for name in cfg.bands:
             inst.band(name)
         provenance = {"INSTFILE": (str(instrument) if instrument else "default", "Instrument file")}

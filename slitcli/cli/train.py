@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
+from slitcli.cli._common import QUIET, VERBOSE, command, log, log_bad_pixels, progress_bar
 
 
 def train(
@@ -37,9 +37,7 @@ def train(
     if pretrain_epochs == 0 and finetune_epochs == 0:
         raise typer.BadParameter("pre-training and fine-tuning cannot both have 0 epochs", param_hint="'--pretrain-epochs'")
     with command(quiet, verbose):
-        import dataclasses
-
-        from slitcli.config import from_mapping, load_yaml
+        from slitcli.config import from_mapping, load_yaml, with_changes
         from slitcli.errors import ConfigError
         from slitcli.io.files import check_output_path
         from slitcli.nn.modelfile import load_model, save_model
@@ -58,15 +56,14 @@ def train(
             model_opts = dict(data.get("model", {}))
         cfg = with_overrides(cfg, architecture=architecture, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, seed=seed)
         if max_shift_x is not None:
-            cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, max_shift_x=max_shift_x))
+            cfg = with_changes(cfg, "command-line options", augment=with_changes(cfg.augment, "--max-shift-x", max_shift_x=max_shift_x))
         check_output_path(output, overwrite or resume, inputs=(*train_files, val, config, init_from), directory=True, files=("model.safetensors", "model.json"))
         with progress_bar(quiet) as bar:
             task = bar.add_task("reading", total=None)
             tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
             va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
             log.info("training on %d sources, validating on %d (SNR_GI >= %g)", len(tr.z), len(va.z), cfg.min_snr)
-            if tr.bad_pixels + va.bad_pixels:
-                log.info("%d bad pixels (SCI NaN or infinite, or ERR <= 0, NaN or infinite): flagged DO_NOT_USE, SCI set to 0", tr.bad_pixels + va.bad_pixels)
+            log_bad_pixels(tr.bad_pixels + va.bad_pixels)
             last = {"val": float("nan")}
 
             def show(info):
@@ -79,5 +76,5 @@ def train(
             init = load_model(init_from) if init_from else None
             bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
-        save_model(bundle, output, overwrite=True)
+        save_model(bundle, output, overwrite=overwrite or resume)
         log.info(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")

@@ -105,14 +105,24 @@ def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_c
             stage = Path(tempfile.mkdtemp(prefix=".slitcli-report-", dir=output_dir))
         except OSError as err:
             raise output_error(output_dir, err) from None
+        written = []
         try:
-            written = [publish(path, output_dir / path.name, overwrite) for path in _stage(stage, joined, metrics, snr_cuts, snr_column)]
-        except OutputError as err:  # named in the staging directory: name the report's file
-            raise OutputError(output_dir / Path(err.path).name, err.reason) from None
-        except OSError as err:
-            if isinstance(err, SlitcliError):
-                raise
-            raise output_error(output_dir, err) from None
+            staged = _stage(stage, joined, metrics, snr_cuts, snr_column)
+            for path in staged:
+                written.append(publish(path, output_dir / path.name, overwrite))
+            # A file of an earlier report that this one does not have (residual_vs_snr.png
+            # without an SNR column) would describe other predictions: it goes.
+            for name in set(REPORT_FILES) - {p.name for p in staged}:
+                (output_dir / name).unlink(missing_ok=True)
+        except BaseException as err:
+            # No half report: take back what this call published.
+            for path in written:
+                path.unlink(missing_ok=True)
+            if isinstance(err, OutputError):  # named in the staging directory: name the report's file
+                raise OutputError(output_dir / Path(err.path).name, err.reason) from None
+            if isinstance(err, OSError) and not isinstance(err, SlitcliError):
+                raise output_error(output_dir, err) from None
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return written

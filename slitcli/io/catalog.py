@@ -23,7 +23,7 @@ from slitcli import __version__
 from slitcli.errors import InputError
 from slitcli.io.columns import column_description, column_unit, keyword_comment
 from slitcli.io.files import atomic_output, check_output_path
-from slitcli.io.fitsmeta import CHECKSUM_COMMENT, DATASUM_COMMENT, file_date, short_description, write_checksums
+from slitcli.io.fitsmeta import CHECKSUM_COMMENT, DATASUM_COMMENT, file_date, needs_longstrn, short_description, write_checksums
 
 __all__ = ["write_catalog", "read_catalog", "catalog_format", "check_finite", "table_hdu"]
 
@@ -142,7 +142,7 @@ def _fits_catalog(table: Table, extname: str):
     header["EXTNAME"] = (extname, keyword_comment("EXTNAME"))
     cards = [(f"TCOMM{i}", table[name].description, f"Description of column {name}") for i, name in enumerate(table.colnames, start=1) if table[name].description]
     cards += [(key.upper(), _card_value(value), keyword_comment(key)) for key, value in table.meta.items()]
-    if any(isinstance(v, str) and len(v.replace("'", "''")) + len(c) > 60 for _, v, c in cards):
+    if needs_longstrn([(v, c) for _, v, c in cards]):
         header["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used")
     for card in cards:
         header.append(_card(*card))
@@ -171,12 +171,13 @@ def _fold_fits_cards(table: Table) -> None:
         table.meta.pop(key, None)
 
 
-def read_catalog(path: str | Path, required: tuple[str, ...] = (), *, hdu: str | int | None = None) -> Table:
+def read_catalog(path: str | Path, required: tuple[str, ...] = (), *, hdu: str | int | None = None, finite: tuple[str, ...] = ()) -> Table:
     """Read an ECSV or FITS catalogue and check it has the `required` columns and rows.
 
     A FITS catalogue is read from HDU `hdu`, else from ``REDSHIFTS``, else from the
     first table HDU with the `required` columns, else from the first table HDU; errors
-    name it. Masked, NaN or infinite values in `required` columns are refused (`check_finite`).
+    name it. Masked, NaN or infinite values in `required` columns, and in those of the
+    optional `finite` columns the table has, are refused (`check_finite`).
     """
     path = Path(path)
     if not path.is_file():
@@ -207,7 +208,7 @@ def read_catalog(path: str | Path, required: tuple[str, ...] = (), *, hdu: str |
     if len(table) == 0:
         msg = f"{where}: catalogue has no rows"
         raise InputError(msg)
-    check_finite(table, where, required)
+    check_finite(table, where, (*required, *finite))
     return table
 
 

@@ -18,12 +18,15 @@ import numpy as np
 
 from slitcli import __version__
 from slitcli.errors import ConfigError
+from slitcli.io.columns import keyword_comment
 
 __all__ = [
     "file_date",
     "software_cards",
     "add_checksum_cards",
     "add_longstrn_card",
+    "needs_longstrn",
+    "data_unit_bytes",
     "short_description",
     "write_checksums",
     "CHECKSUM_COMMENT",
@@ -58,11 +61,8 @@ def file_date() -> str:
 
 def software_cards(date: str | None = None) -> list[dict]:
     """``ORIGIN``, ``SWVERS`` and ``DATE`` as fitsio header records."""
-    return [
-        {"name": "ORIGIN", "value": "slitcli", "comment": "Software that wrote this file"},
-        {"name": "SWVERS", "value": __version__, "comment": "slitcli version"},
-        {"name": "DATE", "value": date or file_date(), "comment": "UTC time the file was written"},
-    ]
+    values = {"ORIGIN": "slitcli", "SWVERS": __version__, "DATE": date or file_date()}
+    return [{"name": k, "value": v, "comment": keyword_comment(k)} for k, v in values.items()]
 
 
 def add_checksum_cards(hdu) -> None:
@@ -77,11 +77,9 @@ def add_checksum_cards(hdu) -> None:
 def add_longstrn_card(hdu, cards) -> None:
     """Announce the CONTINUE long-string convention in fitsio `hdu` (``LONGSTRN``) if any of `cards` may use it.
 
-    `cards` are (value, comment) pairs. cfitsio continues a string value on CONTINUE
-    cards when it and its comment do not fit on one card; fitsverify asks for
-    ``LONGSTRN`` wherever that happens. The test here errs on the side of writing it.
+    `cards` are (value, comment) pairs (see `needs_longstrn`).
     """
-    if any(isinstance(v, str) and len(v.replace("'", "''")) + len(c or "") > 60 for v, c in cards):
+    if needs_longstrn(cards):
         hdu.write_key("LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used")
 
 
@@ -145,17 +143,24 @@ def _int_value(card: bytes) -> int:
     return int(card[10:].split(b"/")[0].strip())
 
 
-def _data_size(cards: dict) -> int:
-    """Bytes in the data unit described by the header `cards` (keyword -> raw card), before padding."""
-    naxis = _int_value(cards["NAXIS"])
+def data_unit_bytes(header) -> int:
+    """Bytes in the data unit described by `header` (a mapping of keyword -> integer value), before padding (FITS 4.0, 4.4.1)."""
+    naxis = int(header["NAXIS"])
     if naxis == 0:
         return 0
     n = 1
     for k in range(1, naxis + 1):
-        n *= _int_value(cards[f"NAXIS{k}"])
-    pcount = _int_value(cards["PCOUNT"]) if "PCOUNT" in cards else 0
-    gcount = _int_value(cards["GCOUNT"]) if "GCOUNT" in cards else 1
-    return abs(_int_value(cards["BITPIX"])) // 8 * gcount * (pcount + n)
+        n *= int(header[f"NAXIS{k}"])
+    return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + n)
+
+
+def needs_longstrn(cards) -> bool:
+    """True if any of the (value, comment) `cards` may be continued on CONTINUE cards (then ``LONGSTRN`` is due).
+
+    cfitsio (and astropy) continue a string value when it and its comment do not fit on
+    one card; fitsverify asks for ``LONGSTRN`` wherever that happens. This errs on the side of yes.
+    """
+    return any(isinstance(v, str) and len(v.replace("'", "''")) + len(c or "") > 60 for v, c in cards)
 
 
 def write_checksums(path: str | Path) -> None:
@@ -190,7 +195,8 @@ def write_checksums(path: str | Path) -> None:
                 if key not in keys:
                     msg = f"{path}: HDU {index} has no {key} card to fill"
                     raise ValueError(msg)
-            nbytes = _data_size({k: bytes(header[i : i + _CARD]) for k, i in keys.items()})
+            sizes = {k: _int_value(bytes(header[i : i + _CARD])) for k, i in keys.items() if k.startswith("NAXIS") or k in ("BITPIX", "PCOUNT", "GCOUNT")}
+            nbytes = data_unit_bytes(sizes)
             padded = -(-nbytes // _BLOCK) * _BLOCK
             data_offset = offset + len(header)
             if data_offset + padded > size:

@@ -13,7 +13,12 @@ import numpy as np
 
 from slitcli.instrument import Band
 
-__all__ = ["BandLayout", "band_layout"]
+__all__ = ["BandLayout", "band_layout", "DQ_DO_NOT_USE", "DQ_SATURATED", "DQ_JUMP_DET"]
+
+#: Data-quality bits of the DQ images, with the JWST meanings (stdatamodels dqflags).
+DQ_DO_NOT_USE = 1
+DQ_SATURATED = 2
+DQ_JUMP_DET = 4  # a cosmic ray
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from slitcli.errors import InputError, SlitcliError
 from slitcli.instrument import Instrument, sensitivity
 from slitcli.io.columns import column_description, column_unit
 from slitcli.io.files import check_output_path, output_error, publish, temporary_path
-from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, short_description, software_cards, write_checksums
-from slitcli.io.layout import BandLayout
+from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, data_unit_bytes, short_description, software_cards, write_checksums
+from slitcli.io.layout import DQ_DO_NOT_USE, BandLayout
 
 __all__ = ["SampleWriter", "SampleReader", "write_table", "mask_bad_pixels", "DQ_DO_NOT_USE"]
 
@@ -229,8 +229,6 @@ class SampleWriter:
 
 # ---------------------------------------------------------------- reading
 
-#: JWST's DO_NOT_USE data-quality bit (as `slitcli.sim.noise.DQ_DO_NOT_USE`).
-DQ_DO_NOT_USE = 1
 
 
 def mask_bad_pixels(sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> int:
@@ -254,15 +252,6 @@ def mask_bad_pixels(sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> int:
         err[bad] = np.broadcast_to(fill[:, :, None, None], err.shape)[bad]
         dq[bad] |= DQ_DO_NOT_USE
     return n_bad
-
-
-def _data_bytes(header) -> int:
-    """Size of an HDU's data without the padding [bytes], from its header (FITS standard 4.4.1)."""
-    naxis = int(header.get("NAXIS", 0))
-    if naxis == 0:
-        return 0
-    n = int(np.prod([int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)], dtype=np.int64))
-    return abs(int(header["BITPIX"])) // 8 * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + n)
 
 
 class SampleReader:
@@ -299,7 +288,7 @@ class SampleReader:
                 msg = f"{self.path}: cannot read as FITS (empty, truncated or not a FITS file)"
             raise InputError(msg) from None
         last = self.fits[len(self.fits) - 1]
-        end, size = last.get_offsets()["data_start"] + _data_bytes(last.read_header()), self.path.stat().st_size
+        end, size = last.get_offsets()["data_start"] + data_unit_bytes(last.read_header()), self.path.stat().st_size
         if end > size:  # cfitsio stops listing HDUs at the cut, and would fail later, mid-read
             self.close()
             msg = f"{self.path}: truncated: HDU {last.get_extname() or len(self.fits) - 1} ends at byte {end}, the file has {size}"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fitsio
 import numpy as np
 from astropy.table import Table, vstack
 
 from slitcli.errors import InputError
+from slitcli.io.samplefile import SampleReader
 
 __all__ = ["read_source_ids", "check_unique_source_ids", "input_names", "stack_inputs"]
 
@@ -27,22 +27,14 @@ def read_source_ids(path: str | Path) -> np.ndarray:
     From its ``SOURCES`` table; a file without one gets the running index 0, 1, ...
     that `slitcli.io.redshift.source_identity` gives its rows.
     """
-    path = Path(path)
-    try:
-        with fitsio.FITS(str(path)) as f:
-            if "SOURCES" in f:
-                if "SOURCE_ID" not in (f["SOURCES"].get_colnames() or []):
-                    msg = f"{path}: HDU SOURCES has no SOURCE_ID column"
-                    raise InputError(msg)
-                return np.asarray(f["SOURCES"].read(columns=["SOURCE_ID"])["SOURCE_ID"], dtype=np.int64)
-            for hdu in f:
-                if hdu.get_extname().endswith("_SCI") and hdu.get_exttype() == "IMAGE_HDU" and hdu.get_dims():
-                    return np.arange(hdu.get_dims()[0], dtype=np.int64)
-    except OSError:
-        msg = f"{path}: cannot read as FITS (truncated or not a FITS file)"
-        raise InputError(msg) from None
-    msg = f"{path}: no SOURCES table and no <BAND>_SCI cube to count the sources"
-    raise InputError(msg)
+    with SampleReader(path) as reader:
+        sources = reader.sources()
+        if sources is None:
+            return np.arange(reader.n, dtype=np.int64)
+        if "SOURCE_ID" not in sources.colnames:
+            msg = f"{path}: HDU SOURCES has no SOURCE_ID column"
+            raise InputError(msg)
+        return np.asarray(sources["SOURCE_ID"], dtype=np.int64)
 
 
 def check_unique_source_ids(paths) -> None:

@@ -12,9 +12,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from slitcli.io.catalog import catalog_format, check_finite, read_catalog, table_hdu
+from slitcli.errors import InputError
+from slitcli.io.catalog import catalog_format, read_catalog
 
-__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth"]
+__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth", "check_redshifts"]
 
 #: Columns a prediction catalogue must have.
 PRED_COLUMNS = ("SOURCE_ID", "Z", "ZERR")
@@ -51,14 +52,18 @@ def read_truth(path: str | Path, snr_column: str = "SNR_GI") -> Table:
         the file, HDU, column and number of rows).
     """
     path = Path(path)
-    hdu = label = None
-    if _has_sources_hdu(path):
-        hdu = label = "SOURCES"
-    elif path.is_file() and catalog_format(path) == "fits":
-        label = table_hdu(path, TRUTH_COLUMNS)[1]  # the one read_catalog picks
-    table = read_catalog(path, TRUTH_COLUMNS, hdu=hdu)
-    check_finite(table, f"{path}: HDU {label}" if label else str(path), (snr_column,))
+    hdu = "SOURCES" if _has_sources_hdu(path) else None
+    table = read_catalog(path, TRUTH_COLUMNS, hdu=hdu, finite=(snr_column,))
+    check_redshifts(table, f"{path}: HDU SOURCES" if hdu else str(path))
     return table
+
+
+def check_redshifts(table: Table, where: str, column: str = "Z_TRUE") -> None:
+    """Refuse redshifts at or below -1 (1 + z must be positive), naming `where`, the column and the rows."""
+    bad = np.asarray(table[column], dtype=np.float64) <= -1.0
+    if bad.any():
+        msg = f"{where}: column {column} has {int(bad.sum())} value(s) <= -1 (first {float(np.asarray(table[column])[bad][0]):g}); a redshift must be > -1"
+        raise InputError(msg)
 
 
 def _unique_ids(table: Table, what: str) -> np.ndarray:
@@ -93,7 +98,7 @@ def join_truth(pred: Table, truth: Table, snr_column: str = "SNR_GI") -> Table:
     ValueError
         Missing columns, repeated SOURCE_IDs, or no SOURCE_ID in common.
     """
-    for table, what, required in ((pred, "predictions", ("SOURCE_ID", "Z", "ZERR")), (truth, "truth", ("SOURCE_ID", "Z_TRUE"))):
+    for table, what, required in ((pred, "predictions", PRED_COLUMNS), (truth, "truth", TRUTH_COLUMNS)):
         missing = [c for c in required if c not in table.colnames]
         if missing:
             msg = f"the {what} lack column(s) {', '.join(missing)}"

@@ -9,7 +9,13 @@ deterministic `backbone` run once per source and a `head` whose dropout is the o
 stochastic part.
 """
 
-from slitcli.nn import architectures as _architectures  # noqa: F401  (fills the registry)
-from slitcli.nn.registry import create_model, list_models, register_model
-
 __all__ = ["create_model", "list_models", "register_model"]
+
+
+def __getattr__(name: str):
+    # Torch loads only when a model is asked for, so that e.g. `slitcli augment` stays light.
+    if name in __all__:
+        from slitcli.nn import registry
+
+        return getattr(registry, name)
+    raise AttributeError(name)

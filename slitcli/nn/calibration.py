@@ -36,6 +36,7 @@ and 95.45% (Z025-Z975) ones, hold best on average over the SNR bins (`SNR_BINS`)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -96,11 +97,11 @@ def fit_temperature(z_pred, zerr, z_true, levels=DEFAULT_LEVELS, dof: float = np
     Parameters
     ----------
     z_pred, zerr, z_true : array_like
-        Predicted redshift, its 1-sigma uncertainty (> 0) and the true redshift.
+        Predicted redshift, its uncertainty ZERR (> 0; the 68.27% half-width, `slitcli.io.redshift`) and the true redshift.
     levels : array_like
         Confidence levels in (0, 1); default 0.10, 0.11, ..., 0.99.
     dof : float
-        Shape of the predictive distribution (`slitcli.evaluation.metrics.half_width`); inf: Gaussian.
+        Shape of the predictive distribution (`slitcli.io.redshift.half_width`); inf: Gaussian.
 
     Returns
     -------
@@ -220,9 +221,6 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
         without, fewer than `MIN_SOURCES`. Before any prediction: a truth with masked,
         NaN or infinite Z_TRUE or SNR_GI (`slitcli.io.truth.read_truth`).
     """
-    from pathlib import Path
-
-
     if min_snr is None:
         min_snr = float(bundle.card.get("training", {}).get("config", {}).get("min_snr", 1.0))
     truth = read_truth(sample_path)

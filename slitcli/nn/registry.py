@@ -23,14 +23,20 @@ def register_model(name: str, config_cls: type):
     return wrap
 
 
+def _registry() -> dict[str, tuple[type, Callable]]:
+    from slitcli.nn import architectures  # noqa: F401  (registers the built-in architectures)
+
+    return _REGISTRY
+
+
 def list_models() -> list[str]:
     """Names of the registered architectures."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def model_config(name: str, **overrides):
     """The config dataclass of architecture `name` with `overrides` applied (checked)."""
-    if name not in _REGISTRY:
+    if name not in _registry():
         msg = f"unknown model architecture '{name}'; known: {', '.join(list_models())}"
         raise ConfigError(msg)
     config_cls, _ = _REGISTRY[name]

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 from slitcli import __version__
-from slitcli.config import to_dict
+from slitcli.config import to_dict, with_changes
 from slitcli.errors import InputError
 from slitcli.evaluation.metrics import sigma_nmad
 from slitcli.io.catalog import check_finite
+from slitcli.io.truth import check_redshifts
 from slitcli.io.files import atomic_output, output_directory
 from slitcli.io.samplefile import SampleReader
 from slitcli.nn import create_model
@@ -130,6 +131,7 @@ def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, sh
             msg = f"{path}: training needs a SOURCES HDU with Z_TRUE"
             raise InputError(msg)
         check_finite(sources, f"{path}: HDU SOURCES", ("Z_TRUE", "SNR_GI") if min_snr > 0 else ("Z_TRUE",))
+        check_redshifts(sources, f"{path}: HDU SOURCES")
         keep = np.ones(reader.n, bool)
         if min_snr > 0:
             if "SNR_GI" not in sources.colnames:
@@ -305,7 +307,7 @@ def train(
         max_epochs = config.pretrain_epochs if phase == "pretrain" else config.finetune_epochs
         if state["epoch"] >= max_epochs or state["stale"] >= config.patience:
             if phase == "pretrain":
-                model.load_state_dict(state["best"])
+                model.load_state_dict(_best_state(state))
                 first = np.arange(min(len(t_train), 2048))
                 _start_logvar(model, normalise(train_data.sci[first], scales), t_train[first])
                 # The best state now carries that variance too: it is the result if there is no fine-tuning.
@@ -353,7 +355,7 @@ def train(
             _save_checkpoint(checkpoint, model, opt, sched, state)
     finished = state["phase"] == "finetune" and (state["epoch"] >= config.finetune_epochs or state["stale"] >= config.patience)
     if finished:
-        model.load_state_dict(state["best"])
+        model.load_state_dict(_best_state(state))
     model.to("cpu").eval()
     card = {
         "name": "",
@@ -388,6 +390,14 @@ def train(
     return ModelBundle(model, card)
 
 
+def _best_state(state: dict) -> dict:
+    """The weights of the best epoch so far; `InputError` if no epoch had a finite validation score."""
+    if state["best"] is None:
+        msg = "the validation sigma_NMAD was never finite (NaN or infinite predictions): check the training data, its Z_TRUE and the learning rate"
+        raise InputError(msg)
+    return state["best"]
+
+
 def _phase_optimiser(model, phase, config, steps_per_epoch):
     epochs = config.pretrain_epochs if phase == "pretrain" else config.finetune_epochs
     lr = config.lr if phase == "pretrain" else config.finetune_lr
@@ -413,5 +423,5 @@ def _save_checkpoint(path, model, opt, sched, state):
 
 
 def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
-    """A copy of `config` with the non-None `changes` applied."""
-    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    """A copy of `config` with the non-None `changes` applied; `ConfigError` if they break its checks."""
+    return with_changes(config, "command-line options", **changes)

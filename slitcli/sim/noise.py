@@ -11,12 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from slitcli.instrument import Band, Instrument
+from slitcli.io.layout import DQ_DO_NOT_USE, DQ_SATURATED
 
 __all__ = ["DQ_DO_NOT_USE", "DQ_SATURATED", "noise_sigma", "add_noise", "saturation_flags"]
 
-#: Data-quality bits, with the JWST (stdatamodels dqflags) meanings.
-DQ_DO_NOT_USE = 1
-DQ_SATURATED = 2
 
 
 def noise_sigma(rate_e_s: np.ndarray, instrument: Instrument, band: Band) -> np.ndarray:

@@ -40,6 +40,9 @@ def test_verbose_adds_debug_lines(samples, tmp_path):
     quiet = invoke("evaluate", tmp_path / "z1.ecsv", "--truth", samples / "val.fits", "-o", tmp_path / "rep2", "-q")
     assert quiet.exit_code == 0 and quiet.output == "", quiet.output
     assert "wrote metrics.ecsv" in verbose.output
+    # --verbose adds debugging lines (the version and the command) that the default leaves out.
+    assert any(line.startswith("slitcli: debug: slitcli ") for line in verbose.output.splitlines()), verbose.output
+    assert "slitcli: debug:" not in normal.output
 
 
 def test_train_logs_one_line_per_epoch(samples, tmp_path):

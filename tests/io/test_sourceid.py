@@ -53,10 +53,19 @@ def test_collisions_are_found_across_files(samples):
 
 
 def test_file_without_sources_table_counts_its_cube(tmp_path):
-    path = tmp_path / "bare.fits"
-    with fitsio.FITS(str(path), "rw", clobber=True) as f:
-        f.write(np.zeros((4, 2, 8), "f4"), extname="GI_SCI")
-    np.testing.assert_array_equal(read_source_ids(path), [0, 1, 2, 3])
+    from astropy.io import fits
+    from conftest import TINY_SIM_YAML
+
+    (tmp_path / "sim.yaml").write_text(TINY_SIM_YAML)
+    full, bare = tmp_path / "full.fits", tmp_path / "bare.fits"
+    assert invoke("simulate", "-n", 4, "--config", tmp_path / "sim.yaml", "-q", "-o", full).exit_code == 0
+    with fits.open(full) as hdul:
+        fits.HDUList([h for h in hdul if h.name != "SOURCES"]).writeto(bare)
+    np.testing.assert_array_equal(read_source_ids(bare), [0, 1, 2, 3])
+    with pytest.raises(InputError, match="no BANDS keyword"):
+        with fitsio.FITS(str(tmp_path / "cube.fits"), "rw", clobber=True) as f:
+            f.write(np.zeros((4, 2, 8), "f4"), extname="GI_SCI")
+        read_source_ids(tmp_path / "cube.fits")
 
 
 def test_input_names_and_stacking(tmp_path):
