@@ -42,6 +42,7 @@ def train(
         from slitcli.io.files import check_output_path
         from slitcli.nn.modelfile import load_model, save_model
         from slitcli.nn.predict import resolve_device
+        from slitcli.nn.registry import model_config
         from slitcli.nn.train import TrainConfig, concat_train_data, load_train_data, with_overrides
         from slitcli.nn.train import train as run_train
 
@@ -58,6 +59,9 @@ def train(
         if max_shift_x is not None:
             cfg = with_changes(cfg, "command-line options", augment=with_changes(cfg.augment, "--max-shift-x", max_shift_x=max_shift_x))
         check_output_path(output, overwrite or resume, inputs=(*train_files, val, config, init_from), directory=True, files=("model.safetensors", "model.json"))
+        # What can be checked without the data is checked before reading it (minutes, for a large sample).
+        model_config(cfg.architecture, **model_opts)
+        init = load_model(init_from) if init_from else None
         with progress_bar(quiet) as bar:
             task = bar.add_task("reading", total=None)
             tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
@@ -73,7 +77,6 @@ def train(
                     return
                 bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
 
-            init = load_model(init_from) if init_from else None
             bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
         bundle.card["name"] = name or output.name
         save_model(bundle, output, overwrite=overwrite or resume)
