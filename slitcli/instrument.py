@@ -30,6 +30,7 @@ __all__ = [
     "Throughput",
     "Order",
     "Band",
+    "ImagingBand",
     "Instrument",
     "load_instrument",
     "default_instrument_path",
@@ -178,8 +179,66 @@ class Band:
 
 
 @dataclass(frozen=True)
+class ImagingBand:
+    """A direct-imaging filter of the instrument's camera: what a field's direct image is taken in.
+
+    The direct image shares the slitless detector's pixel scale (`Instrument.pixel_scale_arcsec`)
+    and collecting area; everything else is the filter's own.
+
+    Attributes
+    ----------
+    name : str
+        Filter name, e.g. ``"i"``; written as ``FILTER`` in the direct image.
+    throughput : Throughput
+        Total throughput (telescope x filter x detector QE).
+    exposure_time_s : float
+        Time of one exposure [s].
+    n_exposures : int
+        Exposures combined into the direct image.
+    sky_e_per_s : float
+        Sky background [e-/s/pixel].
+    psf_fwhm_arcsec : float
+        FWHM of the Gaussian PSF [arcsec].
+    read_noise_e, dark_e_per_s, saturation_e : float
+        Read noise [e- per pixel per exposure], dark current [e-/s/pixel], full well [e- per exposure].
+    """
+
+    name: str
+    throughput: Throughput
+    exposure_time_s: float
+    n_exposures: int
+    sky_e_per_s: float
+    psf_fwhm_arcsec: float
+    read_noise_e: float
+    dark_e_per_s: float
+    saturation_e: float
+
+    def __post_init__(self):
+        for key in ("exposure_time_s", "saturation_e"):
+            if getattr(self, key) <= 0:
+                msg = f"imaging {self.name}: {key} must be > 0"
+                raise ValueError(msg)
+        for key in ("sky_e_per_s", "psf_fwhm_arcsec", "read_noise_e", "dark_e_per_s"):
+            if getattr(self, key) < 0:
+                msg = f"imaging {self.name}: {key} must be >= 0"
+                raise ValueError(msg)
+        if self.n_exposures < 1:
+            msg = f"imaging {self.name}: n_exposures must be >= 1"
+            raise ValueError(msg)
+
+    @property
+    def total_exposure_s(self) -> float:
+        """Summed exposure time of the direct image [s]."""
+        return self.exposure_time_s * self.n_exposures
+
+
+@dataclass(frozen=True)
 class Instrument:
-    """A slitless spectrograph and its detector. Units are in the field names."""
+    """A slitless spectrograph and its detector. Units are in the field names.
+
+    ``imaging`` lists the camera's direct-imaging filters (optional: empty for an
+    instrument without one); `slitcli simulate --field` takes its direct image in one.
+    """
 
     name: str
     collecting_area_cm2: float
@@ -192,6 +251,7 @@ class Instrument:
     gain_e_per_adu: float
     saturation_e: float
     bands: tuple[Band, ...]
+    imaging: tuple[ImagingBand, ...] = ()
 
     def __post_init__(self):
         for key in ("collecting_area_cm2", "pixel_scale_arcsec", "exposure_time_s", "gain_e_per_adu", "saturation_e"):
@@ -209,6 +269,10 @@ class Instrument:
         if not names or len(set(names)) != len(names):
             msg = f"bands need unique names, got {names}"
             raise ValueError(msg)
+        filters = [f.name for f in self.imaging]
+        if len(set(filters)) != len(filters):
+            msg = f"imaging filters need unique names, got {filters}"
+            raise ValueError(msg)
 
     @property
     def total_exposure_s(self) -> float:
@@ -221,6 +285,17 @@ class Instrument:
             if b.name == name:
                 return b
         msg = f"instrument {self.name} has no band '{name}'; it has {', '.join(b.name for b in self.bands)}"
+        raise ConfigError(msg)
+
+    def imaging_band(self, name: str = "") -> ImagingBand:
+        """The imaging filter called `name` (the first one listed when `name` is empty)."""
+        if not self.imaging:
+            msg = f"instrument {self.name} has no imaging entry; a field's direct image needs one (see docs/simulate.md)"
+            raise ConfigError(msg)
+        for f in self.imaging:
+            if f.name == name or not name:
+                return f
+        msg = f"instrument {self.name} has no imaging filter '{name}'; it has {', '.join(f.name for f in self.imaging)}"
         raise ConfigError(msg)
 
     def replace(self, **changes) -> Instrument:

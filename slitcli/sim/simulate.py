@@ -187,9 +187,17 @@ def band_snr(sci, err, dq, expected, layout: BandLayout) -> float:
 SourceProvider = Callable[[int, int, np.random.Generator], list]
 
 
-def _run_chunk(provider, index, start, count, instrument, config, seed_seq):
+#: Rendering engines: the Numba kernel (reference) and the Torch convolution (`slitcli.sim.torch_engine`).
+ENGINES = ("numba", "torch")
+
+
+def _run_chunk(provider, index, start, count, instrument, config, seed_seq, engine="numba"):
     population_seed, noise_seed = seed_seq.spawn(2)
     sources = provider(start, count, np.random.default_rng(population_seed))
+    if engine == "torch":
+        from slitcli.sim.torch_engine import simulate_chunk_torch
+
+        return simulate_chunk_torch(sources, start, instrument, config, noise_seed)
     return simulate_chunk(sources, start, instrument, config, noise_seed)
 
 
@@ -201,6 +209,7 @@ def iter_chunks(
     seed: int,
     *,
     workers: int = 1,
+    engine: str = "numba",
 ) -> Iterator[SimulatedChunk]:
     """Simulate `n` sources in chunks, in order.
 
@@ -215,11 +224,17 @@ def iter_chunks(
     workers : int
         Worker processes (1: run here). At most 2 x `workers` chunks are in flight,
         so memory stays bounded whatever `n` is.
+    engine : {"numba", "torch"}
+        Rendering engine (`ENGINES`): the same sources and noiseless images (to
+        round-off); the noise draws differ.
     """
+    if engine not in ENGINES:
+        msg = f"engine must be one of {', '.join(ENGINES)}, got {engine!r}"
+        raise ValueError(msg)
     size = config.chunk_size
     starts = list(range(0, n, size))
     seeds = np.random.SeedSequence(seed).spawn(len(starts))
-    jobs = [(provider, k, s, min(size, n - s), instrument, config, seeds[k]) for k, s in enumerate(starts)]
+    jobs = [(provider, k, s, min(size, n - s), instrument, config, seeds[k], engine) for k, s in enumerate(starts)]
     if workers <= 1:
         for job in jobs:
             yield _run_chunk(*job)
@@ -246,6 +261,7 @@ def write_sample(
     provenance: dict | None = None,
     overwrite: bool = False,
     workers: int = 1,
+    engine: str = "numba",
     progress=None,
 ) -> Path:
     """Simulate `n` sources from `provider` into the sample file `path`.
@@ -253,6 +269,8 @@ def write_sample(
     Parameters
     ----------
     provider : callable(start, count, rng) -> list of Source
+    engine : {"numba", "torch"}
+        Rendering engine (`iter_chunks`), recorded as the ``ENGINE`` header card.
     progress : callable(n_done), optional
         Called after each chunk with the number of sources written so far.
 
@@ -267,11 +285,11 @@ def write_sample(
         raise ValueError(msg)
     shape = (config.cutout_height, config.cutout_width)
     layouts = [band_layout(instrument.band(name), shape) for name in config.bands]
-    cards = {"SEED": (seed, "Seed of the run's random numbers")}
+    cards = {"SEED": (seed, "Seed of the run's random numbers"), "ENGINE": (engine, "Rendering engine (numba or torch)")}
     cards.update(provenance or {})
     with SampleWriter(path, n, instrument, config, layouts, cards, overwrite=overwrite) as writer:
         done = 0
-        for chunk in iter_chunks(provider, n, instrument, config, seed, workers=workers):
+        for chunk in iter_chunks(provider, n, instrument, config, seed, workers=workers, engine=engine):
             writer.write(chunk)
             done += len(chunk.sources)
             if progress is not None:
