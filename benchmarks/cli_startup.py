@@ -21,6 +21,7 @@ COMMANDS = (
     ("--help",),
     ("--version",),
     ("simulate", "--help"),
+    ("cutout", "--help"),
     ("augment", "--help"),
     ("train", "--help"),
     ("predict", "--help"),

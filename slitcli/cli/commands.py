@@ -8,6 +8,7 @@ from typer.core import TyperArgument, TyperCommand
 from slitcli import __version__
 from slitcli.cli import augment as _augment
 from slitcli.cli import calibrate as _calibrate
+from slitcli.cli import cutout as _cutout
 from slitcli.cli import evaluate as _evaluate
 from slitcli.cli import predict as _predict
 from slitcli.cli import simulate as _simulate
@@ -45,6 +46,7 @@ app = typer.Typer(
 app.command(name="simulate", cls=_Command, no_args_is_help=False)(_simulate.simulate)
 app.command(name="augment", cls=_Command, no_args_is_help=True)(_augment.augment)
 app.command(name="train", cls=_Command, no_args_is_help=True)(_train.train)
+app.command(name="cutout", cls=_Command, no_args_is_help=True)(_cutout.cutout)
 app.command(name="predict", cls=_Command, no_args_is_help=True)(_predict.predict)
 app.command(name="calibrate", cls=_Command, no_args_is_help=True)(_calibrate.calibrate)
 app.command(name="evaluate", cls=_Command, no_args_is_help=True)(_evaluate.evaluate)

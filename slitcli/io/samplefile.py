@@ -52,7 +52,9 @@ def write_table(fits: fitsio.FITS, table: np.ndarray, extname: str, what: str) -
     known = {c: (column_unit(c), column_description(c)) for c in names if _known_column(c)}
     fits.write(table, extname=extname, units=[known.get(c, ("", ""))[0] for c in names])
     hdu = fits[extname]
-    hdu.write_key("EXTNAME", extname, what)
+    # A comment too long for the card would make cfitsio continue the *value* ('SOURCES&'),
+    # and readers would no longer find the HDU by name: keep it within the card.
+    hdu.write_key("EXTNAME", extname, short_description(what, width=max(8, 80 - 33 - len(extname))))
     add_longstrn_card(hdu, [(d, _tcomm_comment(c)) for c, (_, d) in known.items()])
     for i, c in enumerate(names):
         if c in known:

@@ -27,7 +27,7 @@ sys.exit(code)
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], *[[c, "--help"] for c in ("simulate", "augment", "train", "predict", "calibrate", "evaluate")]],
+    [["--help"], ["--version"], *[[c, "--help"] for c in ("simulate", "cutout", "augment", "train", "predict", "calibrate", "evaluate")]],
 )
 def test_help_imports_no_heavy_library(args):
     out = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True, timeout=60)

@@ -80,3 +80,20 @@ def test_tables_carry_units_and_descriptions(files, which, hdu):
     for name, (unit, description) in shown.items():
         assert description == column_description(name), name
         assert unit == column_unit(name), name
+
+
+def test_write_table_keeps_the_extname_with_a_long_comment(tmp_path):
+    """A long HDU description must not make cfitsio continue EXTNAME's value ('SOURCES&')."""
+    import fitsio
+    import numpy as np
+
+    from slitcli.io.samplefile import write_table
+
+    table = np.zeros(3, dtype=[("SOURCE_ID", "i8"), ("Z_TRUE", "f8")])
+    path = tmp_path / "t.fits"
+    with fitsio.FITS(str(path), "rw") as f:
+        f.write(None)
+        write_table(f, table, "SOURCES", "Sources of the field cut out along their traces in every exposure that covers them, truth included")
+    with fitsio.FITS(str(path)) as f:
+        assert "SOURCES" in f
+        assert f["SOURCES"].read_header()["EXTNAME"] == "SOURCES"

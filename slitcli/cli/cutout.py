@@ -1,0 +1,42 @@
+"""`slitcli cutout`: each catalogue source's cutouts from full-frame slitless exposures, into a sample file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
+
+
+def cutout(
+    exposures: list[Path] = typer.Argument(..., help="Slitless exposures (FITS with SCI/ERR/DQ, a celestial WCS, FILTER and INSTHASH; from slitcli simulate --field).", metavar="EXPOSURE...", show_default=False),
+    catalog: Path = typer.Option(..., "--catalog", "-c", help="Source catalogue: FITS table (HDU SOURCES) with SOURCE_ID, RA, DEC [deg]; its columns pass through.", metavar="FILE", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Output sample file (FITS).", metavar="FILE", show_default=False),
+    direct: Path = typer.Option(None, "--direct", help="Direct image with SEGMENTATION: the DIRECT stamps (the template route needs them). [default: none]", metavar="FILE", show_default=False),
+    instrument: Path = typer.Option(None, "--instrument", help="Instrument YAML file instead of the exposures' INSTFILE (its hash must equal their INSTHASH).", metavar="YAML", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+):
+    """Cut every catalogue source's 2D spectra from full-frame exposures and combine them (docs/fields.md).
+
+    Writes the sample-file layout that predict, train, calibrate and evaluate read, plus
+    <BAND>_NEXP (exposures per pixel); the sources' sub-pixel offsets go to SOURCES.
+
+    Examples:
+
+      slitcli cutout field/exposure_*.fits --catalog field/catalog.fits --direct field/direct.fits -o sample.fits
+    """
+    with command(quiet, verbose):
+        from slitcli.fields.cutout_file import write_cutouts
+
+        with progress_bar(quiet) as bar:
+            task = bar.add_task("cutting", total=None)
+            summary = write_cutouts(exposures, catalog, output, direct_path=direct, instrument_path=instrument, overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if summary.n_skipped:
+            log.info("%d catalogue sources lie on no exposure: left out", summary.n_skipped)
+        for band, k in summary.partial.items():
+            if k:
+                log.info("%s: %d sources only partly covered (COVER_%s < 1; uncovered pixels DO_NOT_USE)", band, k, band)
+        log.info("wrote %d sources to %s (bands %s)", summary.n, summary.path, ", ".join(summary.bands))
