@@ -355,7 +355,10 @@ def test_ctrl_c_while_modules_import(tmp_path):
 def test_ctrl_c_while_train_runs(work, tmp_path):
     """A real SIGINT to this process during epoch 2: exit 130, one line, no temporary file; the epoch-1 checkpoint stays for --resume."""
     d = work[0]
-    (tmp_path / "long.yaml").write_text(TRAIN.replace("pretrain_epochs: 1", "pretrain_epochs: 500"))
+    # Long enough that the interrupt lands mid-run however loaded the machine: no early stop.
+    long_run = TRAIN.replace("pretrain_epochs: 1", "pretrain_epochs: 500").replace("min_snr: 0.0", "min_snr: 0.0\n  patience: 1000")
+    assert "patience: 1000" in long_run and "pretrain_epochs: 500" in long_run
+    (tmp_path / "long.yaml").write_text(long_run)
     out = tmp_path / "model"
     running = threading.Event()
     done = threading.Event()
