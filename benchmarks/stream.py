@@ -8,7 +8,9 @@ included; no SNR measurement, no file) with
 - the Numba path of `simulate` (`simulate_band` + `slitcli.sim.noise`, one source at a time),
 - the Torch engine (`slitcli.sim.torch_engine.render`, batches of `--batch`), float32 and
   float64, with Poisson noise or its Gaussian approximation, on 1 and 2 threads,
-- the Torch engine in 2 processes of 1 thread each (as 2 DataLoader workers would run).
+- the Torch engine in 2 processes of 1 thread each (as 2 DataLoader workers would run),
+- the training stream (`slitcli.nn.stream.TrainingStream`, default mix, batches of 64, 1
+  thread): sources drawn, SEDs varied, nuisances added and rendered, SNR measured.
 Prints cutouts per second (one source = both bands), the ratio to the Numba path,
 where the Torch engine's time goes, and what the inputs cost (population draw, stamps).
 """
@@ -108,6 +110,18 @@ def two_processes(stamps, wave, flam, instrument, layouts, config, batch, poisso
     return 2 * half / max(seconds)
 
 
+def stream_batches(batch: int, items: int) -> float:
+    """Items (batches of `batch` sources) per second of the training stream, default mix, this thread."""
+    from slitcli.nn.stream import StreamConfig, TrainingStream
+
+    stream = TrainingStream(StreamConfig(batch_size=batch))
+    stream.item(0)  # loads the SED and shape libraries
+    t0 = time.perf_counter()
+    for k in range(1, items + 1):
+        stream.item(k)
+    return items / (time.perf_counter() - t0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=256, help="sources")
@@ -146,6 +160,8 @@ def main():
                 name = f"Torch {str(dtype)[6:]}, {'Poisson' if poisson else 'Gaussian'} noise, {threads} thread{'s' * (threads > 1)}"
                 rows.append((name, n / dt))
     torch.set_num_threads(1)
+    stream_rate = stream_batches(batch=64, items=3)
+    rows.append(("stream batches/s (sources drawn + rendered), 1 thread, per source", stream_rate * 64))
     split = stages(st32, wave, flam, instrument, layouts, config, args.batch)
 
     width = max(len(r[0]) for r in rows)
@@ -153,6 +169,7 @@ def main():
     print(f"{'renderer':<{width}}  {'cutouts/s':>10}  {'vs Numba':>8}")
     for name, rate in rows:
         print(f"{name:<{width}}  {rate:>10.0f}  {rate / numba_rate:>7.1f}x")
+    print(f"\nstream batches/s (sources drawn + rendered): {stream_rate:.2f} batches of 64 per second, 1 thread")
     print("\nwhere the time goes: Torch float32, 1 thread, per source (both bands); the noise rows")
     print("include ERR + DQ and the per-source generators")
     for name, seconds in split.items():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slitcli.errors import ConfigError
-from slitcli.sim.seds import OBS_WAVE_AA, ab_magnitude, load_sed_library, observed_sed
+from slitcli.sim.seds import OBS_WAVE_AA, ab_magnitude, distance_modulus, load_sed_library, observed_sed
 from slitcli.sim.shapes import load_shape_library
 from slitcli.sim.sources import Source
 
@@ -68,11 +68,9 @@ def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -
 
 
 def _draw_abs_mag(config: PopulationConfig, z: float, rng: np.random.Generator) -> float:
-    from astropy.cosmology import Planck18
-
     mstar = config.lf_mstar_i - config.lf_evolution_q * (z - 0.1)
     # Fainter than this cannot reach mag_i_max even with a generous K-correction.
-    faint = config.mag_i_max - Planck18.distmod(z).value + 2.5
+    faint = config.mag_i_max - float(distance_modulus(z)) + 2.5
     m = np.linspace(mstar - 4.0, max(faint, mstar - 3.0), 2001)
     x = 10.0 ** (0.4 * (mstar - m))
     pdf = x ** (config.lf_alpha + 1.0) * np.exp(-x)
