@@ -36,3 +36,16 @@ stage stage5 stage4 0.00015 0.00008 6 train.fits train2.fits train3.fits  # r6: 
 slitcli calibrate val.fits -m stage5 -o slitnet-csst-default
 slitcli predict test.fits -m slitnet-csst-default -o z_test.ecsv
 slitcli evaluate z_test.ecsv --truth test.fits -o report
+
+# Stream stage: the recipe for a stream-trained model (train --stream, issue 10). No
+# training files: every batch is freshly simulated (slitcli.nn.stream, docs/bayes.md "The
+# training stream"), validated on the same val.fits. 20k steps of 128 sources (14k
+# pre-training, 6k fine-tuning), 2.6M cutouts: at the ~190 sources/s measured for
+# train --stream with one rendering worker on 2 busy cores, about 3.7 h (not run here).
+# --resume continues an interrupted run with the same weights.
+# Set the stream's mix under 'stream:' (slitcli.nn.stream.StreamConfig keys).
+printf 'train:\n  batch_size: 128\n  pretrain_steps: 14000\n  finetune_steps: 6000\n  val_every: 500\n  patience: 8\nstream:\n  p_neighbour: 0.3\n  p_sky_residual: 0.3\n  p_wavelength_shift: 0.3\n  p_cosmic_rays: 0.3\n  p_dust: 0.5\n  p_lines: 0.5\n' > stream.yaml
+slitcli train --stream --config stream.yaml --workers 1 --val val.fits -o stream-model
+slitcli calibrate val.fits -m stream-model -o slitnet-csst-stream
+slitcli predict test.fits -m slitnet-csst-stream -o z_test_stream.ecsv
+slitcli evaluate z_test_stream.ecsv --truth test.fits -o report-stream

@@ -13,7 +13,7 @@ def cutout(
     exposures: list[Path] = typer.Argument(..., help="Slitless exposures (FITS with SCI/ERR/DQ, a celestial WCS, FILTER and INSTHASH; from slitcli simulate --field).", metavar="EXPOSURE...", show_default=False),
     catalog: Path = typer.Option(..., "--catalog", "-c", help="Source catalogue: FITS table (HDU SOURCES) with SOURCE_ID, RA, DEC [deg]; its columns pass through.", metavar="FILE", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output sample file (FITS).", metavar="FILE", show_default=False),
-    direct: Path = typer.Option(None, "--direct", help="Direct image with SEGMENTATION: the DIRECT stamps (the template route needs them). [default: none]", metavar="FILE", show_default=False),
+    direct: Path = typer.Option(None, "--direct", help="Direct image with SEGMENTATION and PHOTFLAM: the DIRECT stamps (the template route needs them) and the <BAND>_CONTAM model of the neighbours' light. [default: none]", metavar="FILE", show_default=False),
     instrument: Path = typer.Option(None, "--instrument", help="Instrument YAML file instead of the exposures' INSTFILE (its hash must equal their INSTHASH).", metavar="YAML", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = QUIET,
@@ -22,7 +22,8 @@ def cutout(
     """Cut every catalogue source's 2D spectra from full-frame exposures and combine them (docs/fields.md).
 
     Writes the sample-file layout that predict, train, calibrate and evaluate read, plus
-    <BAND>_NEXP (exposures per pixel); the sources' sub-pixel offsets go to SOURCES.
+    <BAND>_NEXP (exposures per pixel) and, with --direct, <BAND>_CONTAM (the other
+    sources' light, flat-f_lambda first pass); the sources' sub-pixel offsets go to SOURCES.
 
     Examples:
 

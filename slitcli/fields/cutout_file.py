@@ -3,7 +3,9 @@
 `write_cutouts` opens and checks the inputs (`slitcli.fields.exposure`), places every
 source's cutouts (`slitcli.fields.cutout.place_sources`), then cuts and combines them in
 chunks of sources and writes them in the sample-file layout that ``predict``, ``train``,
-``calibrate`` and ``evaluate`` read (`slitcli.io.samplefile`), adding ``<BAND>_NEXP``.
+``calibrate`` and ``evaluate`` read (`slitcli.io.samplefile`), adding ``<BAND>_NEXP`` and,
+with a direct image, ``<BAND>_CONTAM`` (`slitcli.fields.contamination`: per band, one
+model frame per exposure, then each source's cutout of it less its own part).
 The file is written under a temporary name and renamed into place when complete: an
 error leaves nothing at the output path.
 """
@@ -21,6 +23,7 @@ import yaml
 
 from slitcli.config import config_hash, to_dict
 from slitcli.errors import InputError, SlitcliError
+from slitcli.fields.contamination import FieldModel, photflam, read_segments
 from slitcli.fields.cutout import CutoutConfig, cut_source, place_sources
 from slitcli.fields.exposure import DirectImage, close_all, open_exposures, read_source_catalog
 from slitcli.instrument import sensitivity
@@ -96,6 +99,13 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
             f[extname].write_key("EXTNAME", extname, what)
             f[extname].write_keys([_card("BUNIT", unit, "Unit of the pixel values"), *wcs])
             add_checksum_cards(f[extname])
+        if with_direct:
+            extname = f"{name}_CONTAM"
+            f.create_image_hdu(dims=list(shape), dtype="f4", extname=extname)
+            f[extname].write_key("EXTNAME", extname, "Model of the other sources' light (first pass)")
+            f[extname].write_keys([_card("BUNIT", "electron/s", "Unit of the pixel values"), *wcs, _card("CONTMODL", "FLAT_FLAMBDA", "Neighbour spectra: flat f_lambda, direct flux")])
+            f[extname].write_comment("Every other segmented source dispersed with a flat f_lambda scaled to its direct-image flux (PHOTFLAM), cut and combined like SCI (docs/fields.md).")
+            add_checksum_cards(f[extname])
         wave = np.asarray(lay.band.throughput.wave_aa, dtype=np.float64)
         table = np.zeros(wave.size, dtype=[("WAVELENGTH", "f8"), ("SENSITIVITY", "f8")])
         table["WAVELENGTH"] = wave
@@ -163,6 +173,7 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
             msg = f"{catalog_path}: none of its {len(catalog)} sources has a cutout on any exposure (RA/DEC through the exposures' WCS fall off every detector)"
             raise InputError(msg)
         idx = np.nonzero(keep)[0]
+        source_ids = np.asarray(catalog["SOURCE_ID"], np.int64)
         n = idx.size
         if direct_path is not None:
             direct = DirectImage(direct_path)
@@ -171,7 +182,9 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
             if not inside.any():
                 msg = f"{direct_path}: its WCS does not overlap the exposures: none of the {n} sources on them lies in the direct image"
                 raise InputError(msg)
-            seg_flux = direct.segment_flux(np.asarray(catalog["SOURCE_ID"], np.int64)[idx])
+            seg_flux = direct.segment_flux(source_ids[idx])
+            flam_per_rate = photflam(direct)
+            segments = read_segments(direct)
         nexp_total = {b: np.zeros(n, np.int16) for b in bands}
         cover = {b: np.zeros(n, np.float32) for b in bands}
         provenance = {
@@ -179,38 +192,52 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
             "DIRECTIM": (Path(direct_path).name if direct_path else "", "Direct image of the DIRECT stamps"),
             "NEXPOSUR": (len(exposures), "Exposure files cut"),
             "NSKIPPED": (int(len(catalog) - n), "Catalogue sources on no exposure, left out"),
+            "CONTMODL": ("FLAT_FLAMBDA" if direct_path else "NONE", "Contamination model of <BAND>_CONTAM"),
         }
         tmp = temporary_path(output)
         f = None
         try:
             f = fitsio.FITS(str(tmp), "rw", clobber=True)
             _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, provenance, direct is not None)
-            for start in range(0, n, config.chunk_size):
-                stop = min(start + config.chunk_size, n)
-                for lay in layouts:
-                    b = lay.band.name
-                    p, exps = placements[b], band_exposures[b]
+            for m, lay in enumerate(layouts):
+                b = lay.band.name
+                p, exps = placements[b], band_exposures[b]
+                model = frames = None
+                if direct is not None:
+                    # One full-frame model per exposure of the band (float32), then every source's CONTAM from them.
+                    model = FieldModel(segments, direct.wcs, direct.shape, flam_per_rate, instrument, lay.band, exps, direct_path)
+                    frames = [model.frame(j) for j in range(len(exps))]
+                for start in range(0, n, config.chunk_size):
+                    stop = min(start + config.chunk_size, n)
                     out = [np.zeros((stop - start, *shape), t) for t in (np.float32, np.float32, np.int32, np.int16)]
+                    contam = np.zeros((stop - start, *shape), np.float32) if model is not None else None
                     for i in range(start, stop):
                         got = cut_source(exps, p, idx[i], shape)
                         if got is None:
                             out[2][i - start] = DQ_DO_NOT_USE  # on no exposure of this band
                             continue
-                        sci, err, dq, nexp, _, used = got
+                        sci, err, dq, nexp, weights, used = got
                         for arr, val in zip(out, (sci, err, dq, nexp)):
                             arr[i - start] = val
                         nexp_total[b][i] = used.size
                         cover[b][i] = float(np.count_nonzero(nexp)) / nexp.size
+                        if model is not None:
+                            contam[i - start] = model.contamination(frames, int(source_ids[idx[i]]), p, idx[i], used, weights, shape)
                     for ext, arr in zip(("SCI", "ERR", "DQ", "NEXP"), out):
                         f[f"{b}_{ext}"].write(arr, start=[start, 0, 0])
-                if direct is not None:
+                    if contam is not None:
+                        f[f"{b}_CONTAM"].write(contam, start=[start, 0, 0])
+                    if progress is not None:
+                        progress(m * n + stop, n * len(layouts))
+                del frames, model
+            if direct is not None:
+                for start in range(0, n, config.chunk_size):
+                    stop = min(start + config.chunk_size, n)
                     stamps = np.zeros((stop - start, config.stamp_size, config.stamp_size), np.float32)
                     for i in range(start, stop):
                         if inside[i]:
-                            stamps[i - start] = direct.stamp(xd[i], yd[i], int(catalog["SOURCE_ID"][idx[i]]), seg_flux[i], config.stamp_size)
+                            stamps[i - start] = direct.stamp(xd[i], yd[i], int(source_ids[idx[i]]), seg_flux[i], config.stamp_size)
                     f["DIRECT"].write(stamps, start=[start, 0, 0])
-                if progress is not None:
-                    progress(stop, n)
             table = catalog[idx]
             extra = {}
             for b in bands:

@@ -13,6 +13,10 @@ the test sample is never seen. Augmentations are drawn afresh every epoch.
 Every epoch seeds its own random numbers from (seed, phase, epoch), and a checkpoint
 is written after each epoch (`torch.load(weights_only=True)` reads it back), so a run
 resumed after an interruption gives the same weights as an uninterrupted one.
+
+`train_stream` trains the same way from the endless training stream
+(`slitcli.nn.stream`): steps instead of epochs, a validation every `val_every` steps.
+Both run one loop (`_fit`) over a feed of batches (`_FileFeed`, `_StreamFeed`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,16 +38,14 @@ from slitcli import __version__
 from slitcli.config import to_dict, with_changes
 from slitcli.errors import InputError
 from slitcli.evaluation.metrics import sigma_nmad
-from slitcli.io.catalog import check_finite
-from slitcli.io.truth import check_redshifts
 from slitcli.io.files import atomic_output, output_directory
-from slitcli.io.samplefile import SampleReader
 from slitcli.nn import create_model
 from slitcli.nn.augment import AugmentConfig, apply, random_params
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.registry import model_config
+from slitcli.nn.train_data import TrainData, concat_train_data, load_train_data
 
-__all__ = ["TrainConfig", "TrainData", "load_train_data", "concat_train_data", "train", "normalise", "predict_mean"]
+__all__ = ["TrainConfig", "TrainData", "load_train_data", "concat_train_data", "train", "train_stream", "normalise", "predict_mean"]
 
 PHASES = ("pretrain", "finetune")
 
@@ -74,6 +77,11 @@ class TrainConfig:
     augment : AugmentConfig
         On-the-fly augmentation (defaults: flips, +-3 pixel shifts along the dispersion,
         the range of CESS's calibration errors, +-4 across, sub-pixel shifts).
+    pretrain_steps, finetune_steps : int
+        Optimiser steps (stream items) of each phase when training from the stream
+        (`train_stream`; file training ignores them).
+    val_every : int
+        Stream training validates (and checkpoints) every this many steps.
     seed : int
     """
 
@@ -89,95 +97,18 @@ class TrainConfig:
     nll_beta: float = 0.5
     min_snr: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pretrain_steps: int = 20000
+    finetune_steps: int = 10000
+    val_every: int = 500
     seed: int = 0
 
     def __post_init__(self):
+        if self.pretrain_steps < 0 or self.finetune_steps < 0 or self.val_every < 1:
+            msg = "need pretrain_steps >= 0, finetune_steps >= 0, val_every >= 1"
+            raise ValueError(msg)
         if self.pretrain_epochs < 0 or self.finetune_epochs < 0 or self.pretrain_epochs + self.finetune_epochs < 1 or self.batch_size < 2 or self.patience < 1:
             msg = "need pretrain_epochs >= 0, finetune_epochs >= 0 (0: a deterministic model), at least one epoch, batch_size >= 2, patience >= 1"
             raise ValueError(msg)
-
-
-@dataclass
-class TrainData:
-    """Cutouts in memory: SCI (and ERR when kept) float32 [n, bands, ny, nx] (e-/s), true
-    redshifts, the median ERR of each band [e-/s] (the input normalisation scale) and the
-    number of bad pixels flagged and neutralised on reading (`slitcli.io.samplefile.mask_bad_pixels`)."""
-
-    sci: np.ndarray
-    err: np.ndarray | None
-    z: np.ndarray
-    path: Path
-    file_hash: str
-    err_median: np.ndarray | None = None
-    bad_pixels: int = 0
-
-    def __post_init__(self):
-        if self.err_median is None:
-            self.err_median = np.array([np.median(self.err[:, b]) for b in range(self.err.shape[1])], np.float32)
-
-
-def load_train_data(path: str | Path, bands: tuple[str, ...], min_snr: float, shape=None, progress=None, keep_err: bool = False) -> TrainData:
-    """Read a sample file's cutouts of sources with SNR_GI >= `min_snr` (ERR only if `keep_err`).
-
-    Raises
-    ------
-    InputError
-        If the file has no SOURCES HDU with Z_TRUE (and SNR_GI when `min_snr` > 0), or
-        if any Z_TRUE (or SNR_GI) is NaN or infinite, or the cut leaves fewer than 2 sources.
-    """
-    with SampleReader(path, bands, shape) as reader:
-        sources = reader.sources()
-        if sources is None or "Z_TRUE" not in sources.colnames:
-            msg = f"{path}: training needs a SOURCES HDU with Z_TRUE"
-            raise InputError(msg)
-        check_finite(sources, f"{path}: HDU SOURCES", ("Z_TRUE", "SNR_GI") if min_snr > 0 else ("Z_TRUE",))
-        check_redshifts(sources, f"{path}: HDU SOURCES")
-        keep = np.ones(reader.n, bool)
-        if min_snr > 0:
-            if "SNR_GI" not in sources.colnames:
-                msg = f"{path}: SOURCES lacks SNR_GI for the min_snr cut"
-                raise InputError(msg)
-            keep = np.asarray(sources["SNR_GI"]) >= min_snr
-        idx = np.nonzero(keep)[0]
-        if idx.size < 2:
-            msg = f"{path}: fewer than 2 sources with SNR_GI >= {min_snr}"
-            raise InputError(msg)
-        sci = np.empty((idx.size, len(bands), *reader.shape), np.float32)
-        err = np.empty_like(sci) if keep_err else None
-        medians = []
-        filled = 0
-        for start, s, e, _ in reader.iter_chunks(512):
-            sel = keep[start : start + len(s)]
-            k = int(sel.sum())
-            sci[filled : filled + k] = s[sel]
-            if keep_err:
-                err[filled : filled + k] = e[sel]
-            medians.append(np.median(e[sel], axis=(0, 2, 3)) if k else np.full(len(bands), np.nan))
-            filled += k
-            if progress:
-                progress(start + len(s), reader.n)
-        header = reader.fits[0].read_header()
-        bad_pixels = reader.bad_pixels
-    file_hash = f"{header.get('CFGHASH', '')}:{header.get('INSTHASH', '')}:seed={header.get('SEED', '')}:n={len(keep)}"
-    # The median of chunk medians: the ERR of a blank pixel is the same everywhere.
-    err_median = np.nanmedian(np.array(medians), axis=0).astype(np.float32)
-    return TrainData(sci, err, np.asarray(sources["Z_TRUE"], float)[idx], Path(path), file_hash, err_median, bad_pixels)
-
-
-def concat_train_data(parts: list[TrainData]) -> TrainData:
-    """One TrainData from several (e.g. one per sample file)."""
-    if len(parts) == 1:
-        return parts[0]
-    keep_err = all(p.err is not None for p in parts)
-    return TrainData(
-        np.concatenate([p.sci for p in parts]),
-        np.concatenate([p.err for p in parts]) if keep_err else None,
-        np.concatenate([p.z for p in parts]),
-        Path(",".join(p.path.name for p in parts)),
-        ";".join(p.file_hash for p in parts),
-        np.median([p.err_median for p in parts], axis=0).astype(np.float32),
-        sum(p.bad_pixels for p in parts),
-    )
 
 
 def normalise(sci: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -258,8 +189,90 @@ def train(
         (`config.architecture` and `model_overrides` are then ignored).
     """
     t_start = time.perf_counter()
-    torch.manual_seed(config.seed)
     shape = train_data.sci.shape[2:]
+    model, config, overrides, scales = _new_model(config, model_overrides, shape, device, init, train_data.err_median)
+    if config.augment.noise_scale > 0 and train_data.err is None:
+        msg = "the noise augmentation needs ERR: load the training data with keep_err=True"
+        raise ValueError(msg)
+    feed = _FileFeed(train_data, config, scales, torch.device(device))
+    state, finished = _fit(model, feed, config, normalise(val_data.sci, scales), val_data.z, checkpoint, resume, stop_after_epochs, progress, torch.device(device))
+    source = {"train_file": train_data.path.name, "train_file_id": train_data.file_hash}
+    counts = {"n_train": int(len(feed.t)), "z_range": [float(train_data.z.min()), float(train_data.z.max())]}
+    return _bundle(model, config, overrides, shape, scales, val_data, init, state, finished, t_start, source, counts)
+
+
+def train_stream(
+    stream_config,
+    val_data: TrainData,
+    config: TrainConfig,
+    model_overrides: dict | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    stop_after_validations: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+    device: str | torch.device = "cpu",
+    init: ModelBundle | None = None,
+    workers: int = 0,
+    instrument=None,
+) -> ModelBundle:
+    """Train a model from the training stream (`slitcli.nn.stream.TrainingStream`), no files.
+
+    One optimiser step per stream item: `config.pretrain_steps` steps of pre-training, then
+    `config.finetune_steps` of fine-tuning, validating every `config.val_every` steps
+    (the last validation of a phase may come sooner) exactly as `train` validates after
+    every epoch: the best validation sigma_NMAD picks the weights and `config.patience`
+    validations without improvement stop a phase. The stream's `batch_size` and `bands`
+    are `config`'s; sources with `snr` < `config.min_snr` are masked out of each batch
+    (a batch left with fewer than 2 sources is skipped, the step still counted), and
+    `config.augment` applies as in `train`. The input scales are the validation file's
+    median ERR per band (or `init`'s); the fine-tuning log-variance starts at the
+    pre-trained mean squared error on the validation cutouts.
+
+    The checkpoint, written after every validation, records the steps done; a resumed run
+    restarts the stream at ``start = steps done`` and gives the same weights as an
+    uninterrupted one, whatever the number of `workers` (DataLoader processes rendering
+    the stream; with workers, the training process uses the remaining cores' Torch
+    threads, at least 1). Other parameters as `train`.
+    """
+    from slitcli.nn.stream import StreamConfig
+
+    if config.pretrain_steps + config.finetune_steps < 1:
+        msg = "stream training needs pretrain_steps + finetune_steps >= 1"
+        raise ValueError(msg)
+    stream_config = dataclasses.replace(stream_config or StreamConfig(), batch_size=config.batch_size, bands=tuple(config.bands))
+    t_start = time.perf_counter()
+    shape = (stream_config.cutout_height, stream_config.cutout_width)
+    if tuple(val_data.sci.shape[2:]) != shape:
+        msg = f"{val_data.path}: cutouts are {val_data.sci.shape[2]} x {val_data.sci.shape[3]} pixels; the stream renders {shape[0]} x {shape[1]}"
+        raise InputError(msg)
+    model, config, overrides, scales = _new_model(config, model_overrides, shape, device, init, val_data.err_median)
+    x_val = normalise(val_data.sci, scales)
+    feed = _StreamFeed(stream_config, instrument, workers, config, scales, torch.device(device), x_val, np.log1p(val_data.z).astype(np.float32))
+    threads = torch.get_num_threads()
+    if workers > 0:
+        # The workers render on their own cores: the training process takes the rest, for
+        # oversubscribed cores slow a CPU training step several times.
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+    try:
+        state, finished = _fit(model, feed, config, x_val, val_data.z, checkpoint, resume, stop_after_validations, progress, torch.device(device))
+    finally:
+        feed.close()
+        torch.set_num_threads(threads)
+    source = {
+        "train_file": None,
+        "train_file_id": None,
+        "stream": {"config": to_dict(stream_config), "seed": stream_config.seed, "steps": int(state["steps"]), "workers": int(workers)},
+    }
+    zr = state.get("z_range")
+    counts = {"n_train": int(state.get("n_seen", 0)), "z_range": [float(zr[0]), float(zr[1])] if zr else None}
+    return _bundle(model, config, overrides, shape, scales, val_data, init, state, finished, t_start, source, counts)
+
+
+def _new_model(config, model_overrides, shape, device, init, default_scales):
+    """The model to train (seeded from `config.seed`), the config with `init`'s architecture,
+    the architecture options and the input scales."""
+    torch.manual_seed(config.seed)
     overrides = dict(model_overrides or {})
     overrides.setdefault("in_channels", len(config.bands))
     if config.architecture == "slitnet":
@@ -278,16 +291,103 @@ def train(
         scales = init.scales
     else:
         model = create_model(config.architecture, **overrides).to(device)
-        scales = np.asarray(train_data.err_median, np.float32)
-    if config.augment.noise_scale > 0 and train_data.err is None:
-        msg = "the noise augmentation needs ERR: load the training data with keep_err=True"
-        raise ValueError(msg)
-    x_val = normalise(val_data.sci, scales)
-    t_train = np.log1p(train_data.z).astype(np.float32)
+        scales = np.asarray(default_scales, np.float32)
+    return model, config, overrides, scales
 
-    steps_per_epoch = math.ceil(len(t_train) / config.batch_size)
-    state = {"phase": PHASES[0] if config.pretrain_epochs > 0 else PHASES[1], "epoch": 0, "history": [], "best": None, "best_score": math.inf, "stale": 0}
-    opt, sched = _phase_optimiser(model, state["phase"], config, steps_per_epoch)
+
+class _FileFeed:
+    """Batches of in-memory training data: one round (between validations) is one epoch."""
+
+    def __init__(self, data: TrainData, config: TrainConfig, scales, device):
+        self.data, self.config, self.scales, self.device = data, config, scales, device
+        self.t = np.log1p(data.z).astype(np.float32)
+        self.steps_per_epoch = math.ceil(len(self.t) / config.batch_size)
+
+    def max_rounds(self, phase):
+        return self.config.pretrain_epochs if phase == "pretrain" else self.config.finetune_epochs
+
+    def phase_steps(self, phase):
+        return self.max_rounds(phase) * self.steps_per_epoch
+
+    def round_steps(self, phase, rnd):
+        return self.steps_per_epoch
+
+    def close(self):
+        pass
+
+    def logvar_sample(self):
+        first = np.arange(min(len(self.t), 2048))
+        return normalise(self.data.sci[first], self.scales), self.t[first]
+
+    def batches(self, phase, state, rng):
+        order = rng.permutation(len(self.t))
+        size = self.config.batch_size
+        for b in range(self.steps_per_epoch):
+            idx = np.sort(order[b * size : (b + 1) * size])
+            err = None if self.data.err is None else self.data.err[idx]
+            sci, _ = apply(self.data.sci[idx], err, random_params(len(idx), self.config.augment, rng), rng, self.config.augment.wrap)
+            yield torch.from_numpy(normalise(sci, self.scales)).to(self.device), torch.from_numpy(self.t[idx]).to(self.device)
+
+
+class _StreamFeed:
+    """Batches of the training stream: one item per step, one round every `val_every` steps."""
+
+    def __init__(self, stream_config, instrument, workers, config: TrainConfig, scales, device, x_val, t_val):
+        self.stream_config, self.instrument, self.workers = stream_config, instrument, int(workers)
+        self.config, self.scales, self.device = config, scales, device
+        self.x_val, self.t_val = x_val, t_val
+        self._items, self._next = None, None
+
+    def max_rounds(self, phase):
+        return math.ceil(self.phase_steps(phase) / self.config.val_every)
+
+    def phase_steps(self, phase):
+        return self.config.pretrain_steps if phase == "pretrain" else self.config.finetune_steps
+
+    def round_steps(self, phase, rnd):
+        return min(self.config.val_every, self.phase_steps(phase) - rnd * self.config.val_every)
+
+    def logvar_sample(self):
+        return self.x_val[:2048], self.t_val[:2048]
+
+    def batches(self, phase, state, rng):
+        from slitcli.nn.stream import TrainingStream
+
+        if self._items is None or self._next != state["steps"]:
+            stream = TrainingStream(self.stream_config, self.instrument, start=state["steps"])
+            # A private generator: the DataLoader's base seed must not consume the global
+            # RNG (the dropout masks), or a resumed run would differ from an uninterrupted one.
+            loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.workers, generator=torch.Generator())
+            self._items, self._next = iter(loader), state["steps"]
+        aug = self.config.augment
+        for _ in range(self.round_steps(phase, state["epoch"])):
+            item = next(self._items)
+            if int(item["index"]) != self._next:
+                msg = f"the training stream gave item {int(item['index'])}, expected {self._next}"
+                raise RuntimeError(msg)
+            self._next += 1
+            keep = (item["snr"] >= self.config.min_snr).numpy()
+            if keep.sum() < 2:
+                yield None
+                continue
+            sci = item["sci"].numpy()[keep]
+            err = item["err"].numpy()[keep] if aug.noise_scale > 0 else None
+            sci, _ = apply(sci, err, random_params(len(sci), aug, rng), rng, aug.wrap)
+            z = item["z"].numpy()[keep]
+            zr = state.get("z_range") or [math.inf, -math.inf]
+            state.update(n_seen=state.get("n_seen", 0) + int(keep.sum()), z_range=[min(zr[0], float(z.min())), max(zr[1], float(z.max()))])
+            yield torch.from_numpy(normalise(sci, self.scales)).to(self.device), item["t"][keep].to(self.device)
+
+    def close(self):
+        self._items = None
+
+
+def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, progress, device):
+    """The training loop shared by files and the stream: rounds of optimiser steps from
+    `feed`, each followed by a validation, a checkpoint and the early-stopping check.
+    Returns the state (history, best score, steps done) and whether training finished."""
+    state = {"phase": PHASES[0] if feed.max_rounds("pretrain") > 0 else PHASES[1], "epoch": 0, "history": [], "best": None, "best_score": math.inf, "stale": 0, "steps": 0}
+    opt, sched = _phase_optimiser(model, state["phase"], config, feed)
     if resume and checkpoint and Path(checkpoint).exists():
         try:
             ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -295,68 +395,75 @@ def train(
             msg = f"{checkpoint}: not a slitcli checkpoint that loads without pickle ({str(err).splitlines()[0][:80]})"
             raise InputError(msg) from None
         state = json.loads(ck["state"])
+        state.setdefault("steps", 0)
         model.load_state_dict(ck["model"])
         model.to(device)
-        opt, sched = _phase_optimiser(model, state["phase"], config, steps_per_epoch)
+        opt, sched = _phase_optimiser(model, state["phase"], config, feed)
         opt.load_state_dict(ck["optimiser"])
         sched.load_state_dict(ck["scheduler"])
         state["best"] = ck["best"] if ck.get("has_best") else None
-    epochs_this_call = 0
+    rounds_this_call = 0
     while True:
         phase = state["phase"]
-        max_epochs = config.pretrain_epochs if phase == "pretrain" else config.finetune_epochs
-        if state["epoch"] >= max_epochs or state["stale"] >= config.patience:
+        max_rounds = feed.max_rounds(phase)
+        if state["epoch"] >= max_rounds or state["stale"] >= config.patience:
             if phase == "pretrain":
                 model.load_state_dict(_best_state(state))
-                first = np.arange(min(len(t_train), 2048))
-                _start_logvar(model, normalise(train_data.sci[first], scales), t_train[first])
+                _start_logvar(model, *feed.logvar_sample())
                 # The best state now carries that variance too: it is the result if there is no fine-tuning.
                 state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 # With no fine-tuning the model stays the pre-trained best, and so does its score.
-                state.update(phase="finetune", epoch=0, best_score=state["best_score"] if config.finetune_epochs == 0 else math.inf, stale=0)
-                opt, sched = _phase_optimiser(model, "finetune", config, steps_per_epoch)
+                state.update(phase="finetune", epoch=0, best_score=state["best_score"] if feed.max_rounds("finetune") == 0 else math.inf, stale=0)
+                opt, sched = _phase_optimiser(model, "finetune", config, feed)
                 continue
             break
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+        if stop_after is not None and rounds_this_call >= stop_after:
             break
         seed = _epoch_seed(config.seed, phase, state["epoch"])
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(t_train))
         model.train()
         losses = []
-        for b in range(steps_per_epoch):
-            idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
-            err = None if train_data.err is None else train_data.err[idx]
-            sci, _ = apply(train_data.sci[idx], err, random_params(len(idx), config.augment, rng), rng, config.augment.wrap)
-            x = torch.from_numpy(normalise(sci, scales)).to(device)
+        n_steps = feed.round_steps(phase, state["epoch"])
+        for b, batch in enumerate(feed.batches(phase, state, rng)):
+            state["steps"] += 1
+            if batch is None:
+                continue
+            x, t = batch
             mu, logvar = model(x)
-            loss = _loss(phase, mu, logvar, torch.from_numpy(t_train[idx]).to(device), config.nll_beta)
+            loss = _loss(phase, mu, logvar, t, config.nll_beta)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
             if progress:
-                progress({"phase": phase, "epoch": state["epoch"], "epochs": max_epochs, "batch": b + 1, "batches": steps_per_epoch, "loss": float(np.mean(losses[-20:]))})
-        z_val = np.expm1(predict_mean(model, x_val))
-        score = sigma_nmad(z_val, val_data.z)
-        state["history"].append({"phase": phase, "epoch": state["epoch"], "loss": float(np.mean(losses)), "val_sigma_nmad": float(score)})
+                progress({"phase": phase, "epoch": state["epoch"], "epochs": max_rounds, "batch": b + 1, "batches": n_steps, "loss": float(np.mean(losses[-20:])), "step": state["steps"]})
+        score = sigma_nmad(np.expm1(predict_mean(model, x_val)), z_val)
+        loss = float(np.mean(losses)) if losses else math.nan
+        entry = {"phase": phase, "epoch": state["epoch"], "loss": loss, "val_sigma_nmad": float(score)}
+        if isinstance(feed, _StreamFeed):
+            entry["step"] = int(state["steps"])
+        state["history"].append(entry)
         if score < state["best_score"]:
             state.update(best_score=float(score), stale=0, best_epoch=state["epoch"])
             state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             state["stale"] += 1
         state["epoch"] += 1
-        epochs_this_call += 1
+        rounds_this_call += 1
         if progress:
-            progress({"phase": phase, "epoch": state["epoch"] - 1, "epochs": max_epochs, "loss": float(np.mean(losses)), "val_sigma_nmad": float(score), "best": state.get("best_epoch") == state["epoch"] - 1 and state["stale"] == 0, "done_epoch": True})
+            progress({"phase": phase, "epoch": state["epoch"] - 1, "epochs": max_rounds, "loss": loss, "val_sigma_nmad": float(score), "best": state.get("best_epoch") == state["epoch"] - 1 and state["stale"] == 0, "done_epoch": True, "step": state["steps"], "phase_steps": feed.phase_steps(phase)})
         if checkpoint:
             _save_checkpoint(checkpoint, model, opt, sched, state)
-    finished = state["phase"] == "finetune" and (state["epoch"] >= config.finetune_epochs or state["stale"] >= config.patience)
+    finished = state["phase"] == "finetune" and (state["epoch"] >= feed.max_rounds("finetune") or state["stale"] >= config.patience)
     if finished:
         model.load_state_dict(_best_state(state))
     model.to("cpu").eval()
+    return state, finished
+
+
+def _bundle(model, config, overrides, shape, scales, val_data, init, state, finished, t_start, source, counts) -> ModelBundle:
     card = {
         "name": "",
         "architecture": config.architecture,
@@ -373,12 +480,10 @@ def train(
         "calibration": {"temperature": 1.0, "fitted_on": None},
         "training": {
             "config": to_dict(config),
-            "train_file": train_data.path.name,
-            "train_file_id": train_data.file_hash,
+            **source,
             "val_file": val_data.path.name,
             "init_from": None if init is None else {"name": init.name, "weights_sha256": init.weights_sha256},
-            "n_train": int(len(t_train)),
-            "z_range": [float(train_data.z.min()), float(train_data.z.max())],
+            **counts,
             "n_val": int(len(val_data.z)),
             "finished": bool(finished),
             "history": state["history"],
@@ -398,10 +503,9 @@ def _best_state(state: dict) -> dict:
     return state["best"]
 
 
-def _phase_optimiser(model, phase, config, steps_per_epoch):
-    epochs = config.pretrain_epochs if phase == "pretrain" else config.finetune_epochs
+def _phase_optimiser(model, phase, config, feed):
     lr = config.lr if phase == "pretrain" else config.finetune_lr
-    return _new_optimiser(model, lr, config.weight_decay, max(epochs * steps_per_epoch, 1))
+    return _new_optimiser(model, lr, config.weight_decay, max(feed.phase_steps(phase), 1))
 
 
 def _save_checkpoint(path, model, opt, sched, state):

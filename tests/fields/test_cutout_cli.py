@@ -44,7 +44,7 @@ def test_cutout_file_feeds_predict_and_evaluate(field, tmp_path):
             assert np.all(h[f"{b}_ERR"].data[nexp > 0] > 0)
         assert h["DIRECT"].data.shape == (n, 64, 64)
         sources = Table(h["SOURCES"].data)
-        assert [x.name for x in h] == ["PRIMARY", "GV_SCI", "GV_ERR", "GV_DQ", "GV_NEXP", "GV_SENS", "GI_SCI", "GI_ERR", "GI_DQ", "GI_NEXP", "GI_SENS", "DIRECT", "SOURCES"]
+        assert [x.name for x in h] == ["PRIMARY", "GV_SCI", "GV_ERR", "GV_DQ", "GV_NEXP", "GV_CONTAM", "GV_SENS", "GI_SCI", "GI_ERR", "GI_DQ", "GI_NEXP", "GI_CONTAM", "GI_SENS", "DIRECT", "SOURCES"]
     with fits.open(field / "catalog.fits") as h:
         catalog = Table(h["SOURCES"].data)
     assert len(sources) == n and n + h_skipped(out) == len(catalog)

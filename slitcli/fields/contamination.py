@@ -1,0 +1,225 @@
+"""The contamination model: every segmented source's dispersed light, grizli's first pass.
+
+Every source of the direct image's segmentation map (catalogued or not) is dispersed
+with a first-guess spectrum, flat in f_lambda, scaled to its direct-image flux: the sum
+of the direct image's SCI [e-/s] within its segment, times ``PHOTFLAM``
+[erg/s/cm2/Angstrom per e-/s] (or, without it, 10^(-0.4 (ABZP + 48.6)) c / PHOTPLAM^2,
+the same number for a filter whose pivot wavelength is PHOTPLAM). Each pixel of the
+segment disperses its own share (its SCI value) along the order's trace, at its
+position mapped through the direct image's and the exposure's WCS, into every order the
+exposure names (``ORDER<i>`` keywords, else the band's orders): the morphology is the
+direct image's, its PSF included, and only where the segmentation reaches.
+
+`FieldModel` holds the segments (pixel lists: memory grows with the segmented area, not
+the detector) and renders one full-frame model per exposure (`FieldModel.frame`, float32
+e-/s); `FieldModel.own` renders one source's part into a small tile, so that the model
+of "every source but i" is the frame less that tile, cut at source i's offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slitcli.errors import InputError
+from slitcli.fields.cutout import cut_box
+from slitcli.instrument import Band, Instrument, sensitivity
+from slitcli.sim.disperse import disperse_kernel, spectral_samples
+from slitcli.sim.wcs import pixel_to_world, world_to_pixel
+
+__all__ = ["Segment", "photflam", "read_segments", "FieldModel", "OVERSAMPLE"]
+
+#: Spectral samples per pixel along the dispersion (the field simulator's default).
+OVERSAMPLE = 5
+_C_AA_S = 2.99792458e18
+
+
+@dataclass
+class Segment:
+    """One segment of the direct image: its ID, bounding box and lit pixels.
+
+    Attributes
+    ----------
+    source_id : int
+    r0, c0, h, w : int
+        0-based direct-image row and column of the box's pixel (0, 0), and its size.
+    rows, cols : int64 arrays
+        The segment's pixels within the box.
+    values : float64 array
+        Direct-image SCI there [e-/s].
+    flux : float
+        Their sum [e-/s].
+    """
+
+    source_id: int
+    r0: int
+    c0: int
+    h: int
+    w: int
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    flux: float
+
+
+def photflam(direct) -> float:
+    """Flat f_lambda [erg/s/cm2/Angstrom] giving 1 e-/s in the direct image, from its keywords.
+
+    ``PHOTFLAM`` (SCI, then primary header); else ``ABZP`` [AB mag of 1 e-/s] with
+    ``PHOTPLAM`` [Angstrom]. `InputError` naming the file if neither is there.
+    """
+    headers = (direct.fits["SCI"].read_header(), direct.fits[0].read_header())
+
+    def key(name):
+        for h in headers:
+            if name in h and h[name] is not None and str(h[name]).strip() != "":
+                try:
+                    value = float(h[name])
+                except (TypeError, ValueError):
+                    continue
+                if np.isfinite(value) and value > 0:
+                    return value
+        return None
+
+    value = key("PHOTFLAM")
+    if value is not None:
+        return value
+    zp, pivot = key("ABZP"), key("PHOTPLAM")
+    if zp is not None and pivot is not None:
+        return 10.0 ** (-0.4 * (zp + 48.6)) * _C_AA_S / pivot**2
+    msg = f"{direct.path}: HDU SCI has no PHOTFLAM (nor ABZP with PHOTPLAM): cannot turn the direct image's e-/s into the contamination model's f_lambda"
+    raise InputError(msg)
+
+
+def read_segments(direct) -> list[Segment]:
+    """Every segment of the direct image (`slitcli.fields.exposure.DirectImage`), read in blocks of rows.
+
+    Segments whose SCI sums to <= 0 (noise) are left out: they would disperse no light.
+    """
+    ny, nx = direct.shape
+    boxes: dict[int, list[int]] = {}
+    for y0 in range(0, ny, direct.BLOCK_ROWS):
+        y1 = min(y0 + direct.BLOCK_ROWS, ny)
+        seg = direct.fits["SEGMENTATION"][y0:y1, :]
+        r, c = np.nonzero(seg)
+        if r.size == 0:
+            continue
+        ids = seg[r, c].astype(np.int64)
+        order = np.argsort(ids, kind="stable")
+        ids, r, c = ids[order], r[order] + y0, c[order]
+        starts = np.r_[0, np.nonzero(np.diff(ids))[0] + 1]
+        for sid, rmin, rmax, cmin, cmax in zip(ids[starts], np.minimum.reduceat(r, starts), np.maximum.reduceat(r, starts), np.minimum.reduceat(c, starts), np.maximum.reduceat(c, starts)):
+            b = boxes.setdefault(int(sid), [int(rmin), int(rmax), int(cmin), int(cmax)])
+            b[0], b[1], b[2], b[3] = min(b[0], rmin), max(b[1], rmax), min(b[2], cmin), max(b[3], cmax)
+    out = []
+    for sid, (rmin, rmax, cmin, cmax) in sorted(boxes.items()):
+        seg = direct.fits["SEGMENTATION"][rmin : rmax + 1, cmin : cmax + 1]
+        sci = direct.fits["SCI"][rmin : rmax + 1, cmin : cmax + 1].astype(np.float64)
+        rows, cols = np.nonzero((seg == sid) & np.isfinite(sci))
+        values = sci[rows, cols]
+        flux = float(values.sum())
+        if flux > 0:
+            out.append(Segment(sid, rmin, cmin, rmax - rmin + 1, cmax - cmin + 1, rows.astype(np.int64), cols.astype(np.int64), np.ascontiguousarray(values), flux))
+    return out
+
+
+def _exposure_orders(exposure, band: Band) -> list:
+    """The orders an exposure names (``NORDERS``, ``ORDER<i>``), else all of the band's."""
+    header = exposure.fits["SCI"].read_header()
+    n = int(header.get("NORDERS", 0) or 0)
+    names = [str(header[f"ORDER{i}"]).strip() for i in range(1, n + 1) if f"ORDER{i}" in header]
+    return [band.order(name) for name in names] if names else list(band.orders)
+
+
+class FieldModel:
+    """The first-pass model of one band's exposures: every segment dispersed with a flat f_lambda.
+
+    Parameters
+    ----------
+    segments : list of Segment
+        `read_segments` of the direct image.
+    direct_wcs : astropy.wcs.WCS
+        The direct image's celestial WCS.
+    direct_shape : (ny, nx)
+    flam_per_rate : float
+        `photflam` of the direct image.
+    instrument : Instrument
+    band : Band
+    exposures : list of Exposure
+        The band's exposures (WCS, shape, orders).
+
+    Raises
+    ------
+    InputError
+        An exposure whose pixel grid is not the direct image's shifted (scale or
+        orientation differ by more than 1% at the direct image's centre): the model
+        moves each segment as a whole, without resampling.
+    """
+
+    def __init__(self, segments, direct_wcs, direct_shape, flam_per_rate: float, instrument: Instrument, band: Band, exposures, direct_path=""):
+        self.segments = segments
+        self.exposures = exposures
+        self.index = {s.source_id: k for k, s in enumerate(segments)}
+        # Segment centres on the sky, then on each exposure.
+        xc = np.array([s.c0 + 0.5 * (s.w - 1) for s in segments], float)
+        yc = np.array([s.r0 + 0.5 * (s.h - 1) for s in segments], float)
+        ra, dec = pixel_to_world(direct_wcs, xc, yc)
+        cy, cx = 0.5 * (direct_shape[0] - 1), 0.5 * (direct_shape[1] - 1)
+        probe_ra, probe_dec = pixel_to_world(direct_wcs, np.array([cx, cx + 1.0, cx]), np.array([cy, cy, cy + 1.0]))
+        self.origin = []  # per exposure: (x0, y0) of each segment's box pixel (0, 0) [0-based]
+        self.samples = []  # per exposure: list of (dx, dy, rate per e-/s of direct flux) per order
+        for e in exposures:
+            px, py = world_to_pixel(e.wcs, probe_ra, probe_dec)
+            jac = np.array([[px[1] - px[0], px[2] - px[0]], [py[1] - py[0], py[2] - py[0]]])
+            if not np.all(np.isfinite(jac)) or np.max(np.abs(jac - np.eye(2))) > 0.01:
+                msg = f"{direct_path}: its pixel grid differs from {e.path}'s in scale or orientation (Jacobian {np.round(jac, 4).tolist()}); the contamination model needs the direct image on the exposures' pixel grid"
+                raise InputError(msg)
+            x, y = world_to_pixel(e.wcs, ra, dec) if segments else (np.zeros(0), np.zeros(0))
+            self.origin.append((x - 0.5 * (np.array([s.w for s in segments]) - 1), y - 0.5 * (np.array([s.h for s in segments]) - 1)))
+            per_order = []
+            for order in _exposure_orders(e, band):
+                wave = np.linspace(band.throughput.wave_aa[0], band.throughput.wave_aa[-1], 8001)
+                density = flam_per_rate * sensitivity(instrument, band, order, wave)
+                lo, hi = sorted(float(v) for v in order.offset_of_wavelength(np.array([wave[0], wave[-1]])))
+                per_order.append(spectral_samples(order, wave, density, lo, hi, OVERSAMPLE))
+            self.samples.append(per_order)
+
+    def _render(self, k: int, j: int, out: np.ndarray, r0: int, c0: int) -> None:
+        s = self.segments[k]
+        x0 = float(self.origin[j][0][k]) - c0
+        y0 = float(self.origin[j][1][k]) - r0
+        for dx, dy, rate in self.samples[j]:
+            disperse_kernel(s.rows, s.cols, s.values, x0, y0, dx, dy, rate, out)
+
+    def frame(self, j: int) -> np.ndarray:
+        """Model of every segment in exposure `j` [e-/s, float32, the detector's shape]."""
+        out = np.zeros(self.exposures[j].shape, np.float32)
+        for k in range(len(self.segments)):
+            self._render(k, j, out, 0, 0)
+        return out
+
+    def own(self, source_id: int, j: int, r0: int, c0: int, shape: tuple[int, int]) -> np.ndarray:
+        """The model of `source_id` alone in exposure `j`, in the `shape` box at detector (r0, c0) [e-/s, float64].
+
+        Zero where the box is off the detector (as `cut_box` of the frame), and for a
+        source without a segment.
+        """
+        out = np.zeros(shape)
+        k = self.index.get(int(source_id))
+        if k is None:
+            return out
+        self._render(k, j, out, r0, c0)
+        ny, nx = self.exposures[j].shape
+        rows, cols = np.arange(r0, r0 + shape[0]), np.arange(c0, c0 + shape[1])
+        out[(rows < 0) | (rows >= ny), :] = 0.0
+        out[:, (cols < 0) | (cols >= nx)] = 0.0
+        return out
+
+    def contamination(self, frames, source_id: int, placement, i: int, used, weights, shape) -> np.ndarray:
+        """Source `i`'s CONTAM [e-/s]: every other segment's model, cut at its offsets and combined with the data's weights."""
+        out = np.zeros(shape)
+        for k, j in enumerate(used):
+            r0, c0 = int(placement.r0[i, j]), int(placement.c0[i, j])
+            out += weights[k] * (cut_box(frames[j], r0, c0, shape, 0.0) - self.own(source_id, j, r0, c0, shape))
+        return out
