@@ -71,7 +71,10 @@ def train(
             if unknown:
                 raise ConfigError(f"{config}: unknown key(s) {', '.join(sorted(unknown))}; valid keys are {', '.join(valid)}")
             cfg = from_mapping(TrainConfig, data.get("train", {}), f"{config}:train")
-            model_opts = dict(data.get("model", {}))
+            for key in ("model", "stream"):
+                if not isinstance(data.get(key) or {}, dict):
+                    raise ConfigError(f"{config}:{key}: expected a mapping of options, got {type(data[key]).__name__}")
+            model_opts = dict(data.get("model") or {})
             stream_data = data.get("stream") or {}
         cfg = with_overrides(cfg, architecture=architecture, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, batch_size=batch_size, seed=seed, val_every=val_every)
         if steps is not None:

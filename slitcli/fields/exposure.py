@@ -198,8 +198,15 @@ def open_exposures(paths, instrument_path=None) -> tuple[Instrument, str, list[E
         msg = "no exposures given"
         raise InputError(msg)
     exposures: list[Exposure] = []
+    seen = {}
     try:
         for p in paths:
+            key = Path(p).resolve()
+            if key in seen:
+                # Combined with itself, an exposure would claim sqrt(2) too small an ERR.
+                msg = f"{p}: given twice (also as {seen[key]}); each exposure can be combined once"
+                raise InputError(msg)
+            seen[key] = p
             exposures.append(_read_exposure(Path(p)))
         first = exposures[0]
         for e in exposures[1:]:

@@ -253,7 +253,8 @@ def train_stream(
     if workers > 0:
         # The workers render on their own cores: the training process takes the rest, for
         # oversubscribed cores slow a CPU training step several times.
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores - workers))
     try:
         state, finished = _fit(model, feed, config, x_val, val_data.z, checkpoint, resume, stop_after_validations, progress, torch.device(device))
     finally:

@@ -185,3 +185,11 @@ def test_same_inputs_same_bytes_and_help(field, tmp_path, monkeypatch):
     assert a.read_bytes() == b.read_bytes()
     result = invoke("cutout", "--help")
     assert result.exit_code == 0 and "--catalog" in result.output and "--direct" in result.output
+
+
+def test_same_exposure_twice_is_refused(field, tmp_path):
+    """Combined with itself, an exposure would claim sqrt(2) too small an ERR."""
+    out = tmp_path / "s.fits"
+    first = exposures(field)[0]
+    result = run_cutout(field, out, files=[*exposures(field), first])
+    assert_refused(result, out, tmp_path, first.name, "given twice")

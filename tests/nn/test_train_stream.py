@@ -125,3 +125,14 @@ def test_stream_batch_size_belongs_to_train(workdir, tmp_path):
     bad.write_text(STREAM_YAML + "  batch_size: 16\n")
     result = invoke("train", "--stream", "--val", workdir / "val.fits", "--config", bad, "-o", tmp_path / "m")
     assert_one_line_error(result, "bad.yaml:stream: batch_size", "train:")
+
+
+@pytest.mark.parametrize("section", ["model", "stream"])
+def test_config_section_that_is_not_a_mapping_is_one_line(tmp_path, section):
+    from conftest import assert_one_line_error, invoke
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"{section}: 5\n")
+    result = invoke("train", "--stream", "--steps", 2, "--val", tmp_path / "v.fits", "--config", bad, "-o", tmp_path / "m")
+    assert_one_line_error(result, f"bad.yaml:{section}: expected a mapping")
+    assert not (tmp_path / "m").exists()
