@@ -30,7 +30,7 @@ from slitcli.instrument import sensitivity
 from slitcli.io.files import check_output_path, output_error, publish, temporary_path
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, software_cards, write_checksums
 from slitcli.io.layout import DQ_DO_NOT_USE, band_layout
-from slitcli.io.samplefile import write_table
+from slitcli.io.samplefile import band_cards, write_table
 from slitcli.sim.wcs import world_to_pixel
 
 __all__ = ["CutoutSummary", "write_cutouts"]
@@ -76,15 +76,8 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
         name = lay.band.name
         exps = band_exposures[name]
         wcs = [
-            _card("CTYPE1", "WAVE", "Axis 1 is wavelength (linear)"),
-            _card("CUNIT1", "Angstrom", "Wavelength unit"),
-            _card("CRPIX1", lay.crpix1, "Reference pixel on axis 1 (1-based)"),
-            _card("CRVAL1", lay.crval1_aa, "[Angstrom] Wavelength at CRPIX1"),
-            _card("CDELT1", lay.cdelt1_aa, "[Angstrom/pixel] Dispersion"),
-            _card("SRCXPOS", lay.x_direct_pix + 1.0, "Direct x position of the source (1-based) for the WCS"),
-            _card("SRCYPOS", lay.y_direct_pix + 1.0, "Direct y position of the source (1-based)"),
-            _card("FILTER", name, "Slitless band"),
-            _card("EXPTIME", float(sum(e.exptime_s for e in exps)), "[s] Summed exposure time of the band's exposures"),
+            *band_cards(lay),
+                        _card("EXPTIME", float(sum(e.exptime_s for e in exps)), "[s] Summed exposure time of the band's exposures"),
             _card("NEXP", len(exps), "Number of exposures of the band"),
             _card("SKYLEVEL", lay.band.sky_e_per_s, "[electron/s] Sky per pixel, subtracted"),
         ]

@@ -34,7 +34,7 @@ from slitcli.io.files import check_output_path, output_error, publish, temporary
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, data_unit_bytes, short_description, software_cards, write_checksums
 from slitcli.io.layout import DQ_DO_NOT_USE, BandLayout
 
-__all__ = ["SampleWriter", "SampleReader", "write_table", "mask_bad_pixels", "DQ_DO_NOT_USE"]
+__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels"]
 
 
 def _card(name, value, comment):
@@ -61,6 +61,21 @@ def write_table(fits: fitsio.FITS, table: np.ndarray, extname: str, what: str) -
             hdu.write_key(f"TTYPE{i + 1}", c, short_description(known[c][1]))
             hdu.write_key(f"TCOMM{i + 1}", known[c][1], _tcomm_comment(c))
     add_checksum_cards(hdu)
+
+
+def band_cards(lay: BandLayout) -> list[dict]:
+    """The header cards of a band's cubes: the linear wavelength WCS on axis 1, valid for a
+    source at (SRCXPOS, SRCYPOS), and the band (FILTER)."""
+    return [
+        _card("CTYPE1", "WAVE", "Axis 1 is wavelength (linear)"),
+        _card("CUNIT1", "Angstrom", "Wavelength unit"),
+        _card("CRPIX1", lay.crpix1, "Reference pixel on axis 1 (1-based)"),
+        _card("CRVAL1", lay.crval1_aa, "[Angstrom] Wavelength at CRPIX1"),
+        _card("CDELT1", lay.cdelt1_aa, "[Angstrom/pixel] Dispersion"),
+        _card("SRCXPOS", lay.x_direct_pix + 1.0, "Direct x position of the source (1-based) for the WCS"),
+        _card("SRCYPOS", lay.y_direct_pix + 1.0, "Direct y position of the source (1-based)"),
+        _card("FILTER", lay.band.name, "Slitless band"),
+    ]
 
 
 def _tcomm_comment(name: str) -> str:
@@ -133,15 +148,8 @@ class SampleWriter:
         for lay in self.layouts:
             name = lay.band.name
             wcs = [
-                _card("CTYPE1", "WAVE", "Axis 1 is wavelength (linear)"),
-                _card("CUNIT1", "Angstrom", "Wavelength unit"),
-                _card("CRPIX1", lay.crpix1, "Reference pixel on axis 1 (1-based)"),
-                _card("CRVAL1", lay.crval1_aa, "[Angstrom] Wavelength at CRPIX1"),
-                _card("CDELT1", lay.cdelt1_aa, "[Angstrom/pixel] Dispersion"),
-                _card("SRCXPOS", lay.x_direct_pix + 1.0, "Direct x position of the source (1-based) for the WCS"),
-                _card("SRCYPOS", lay.y_direct_pix + 1.0, "Direct y position of the source (1-based)"),
-                _card("FILTER", name, "Slitless band"),
-                _card("EXPTIME", instrument.total_exposure_s, "[s] Total exposure time"),
+                *band_cards(lay),
+                                _card("EXPTIME", instrument.total_exposure_s, "[s] Total exposure time"),
                 _card("NEXP", instrument.n_exposures, "Number of exposures"),
                 _card("SKYLEVEL", lay.band.sky_e_per_s, "[electron/s] Sky per pixel, subtracted"),
             ]
