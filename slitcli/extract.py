@@ -136,7 +136,10 @@ def band_columns(header, nx: int, band) -> np.ndarray | None:
 
 
 def sample_band_columns(reader, band: str) -> np.ndarray | None:
-    """Columns of an open sample file's `band` cutouts inside that band of the shipped instrument.
+    """Columns of an open sample's `band` cutouts inside that band of the shipped instrument.
+
+    `reader` is a `slitcli.io.samplefile.SampleReader` or anything with its ``shape`` and
+    ``band_header`` (``slitcli.fields.field_sample.FieldSample``).
 
     None if the shipped instrument has no such band or the file's band has no WCS.
     """
@@ -144,4 +147,4 @@ def sample_band_columns(reader, band: str) -> np.ndarray | None:
         limits = load_instrument().band(band)
     except ConfigError:
         return None
-    return band_columns(reader.fits[f"{band}_SCI"].read_header(), reader.shape[1], limits)
+    return band_columns(reader.band_header(band), reader.shape[1], limits)

@@ -45,7 +45,7 @@ from slitcli.extract import (
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, source_identity
 from slitcli.io.samplefile import SampleReader
 
-__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
+__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
 #: redrock's ZWARN bit for a best fit not clearly better than the next (DELTACHI2 < `min_delta_chi2`).
 ZWARN_SMALL_DELTA_CHI2 = 4
@@ -365,55 +365,72 @@ def fit_file(
     bands: tuple[str, ...] = ("GV", "GI"),
     *,
     batch_size: int = 16,
+    contamination: str = "ignore",
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
-    """Template-fit every source of one sample file; the catalogue rows (columns as `slitcli.nn.predict`).
+    """Template-fit every source of one sample file (`fit_sample`).
+
+    `contamination` ("ignore" or "subtract") is what the reader does with the file's
+    ``<BAND>_CONTAM`` cubes (`slitcli.io.samplefile.SampleReader`).
+    """
+    with SampleReader(path, bands, contamination=contamination) as reader:
+        return fit_sample(reader, config, bands, batch_size=batch_size, progress=progress)
+
+
+def fit_sample(
+    reader,
+    config: TemplateFitConfig,
+    bands: tuple[str, ...] = ("GV", "GI"),
+    *,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> Table:
+    """Template-fit every source of an open sample (a `SampleReader` or a ``FieldSample``); the catalogue rows (columns as `slitcli.nn.predict`).
 
     ``meta["NBADPIX"]`` counts the bad pixels flagged on reading (`slitcli.io.samplefile.mask_bad_pixels`).
     """
     basis = load_templates()
     gi = bands.index("GI") if "GI" in bands else len(bands) - 1
     rows = []
-    with SampleReader(path, bands) as reader:
-        sources = reader.sources()
-        ny = reader.shape[0]
-        stamp_width = reader.direct(0, 1).shape[-1]
-        geoms = [band_geometry(reader, b, stamp_width) for b in bands]
-        t_grid = config.grid()
-        spectra = [_grid_spectra(basis, g, t_grid) for g in geoms]
-        coarse_index = coarse_indices(t_grid.size, config)
-        for start, sci, err, dq in reader.iter_chunks(batch_size):
-            stamps = reader.direct(start, start + len(sci))
-            snr = data_snr(sci, err, dq, gi, geoms[gi].columns)
-            profiles = [direct_profile(stamp, ny, 0.5 * (ny - 1)) for stamp in stamps]
-            kernels = np.array([trim_kernel(k) for _, k in profiles])
-            coarse = [smear(s[coarse_index], kernels, g) for s, g in zip(spectra, geoms, strict=True)]
-            fits = []
-            for n in range(len(sci)):
-                fluxes, ivars = [], []
-                for b, g in enumerate(geoms):
-                    flux, flux_err = extract_optimal(sci[n, b], err[n, b], dq[n, b], np.repeat(profiles[n][0][:, None], g.nx, axis=1))
-                    fluxes.append(flux[g.columns])
-                    ivars.append(np.where(np.isfinite(flux_err[g.columns]), 1.0 / flux_err[g.columns] ** 2, 0.0))
+    sources = reader.sources()
+    ny = reader.shape[0]
+    stamp_width = reader.direct(0, 1).shape[-1]
+    geoms = [band_geometry(reader, b, stamp_width) for b in bands]
+    t_grid = config.grid()
+    spectra = [_grid_spectra(basis, g, t_grid) for g in geoms]
+    coarse_index = coarse_indices(t_grid.size, config)
+    for start, sci, err, dq in reader.iter_chunks(batch_size):
+        stamps = reader.direct(start, start + len(sci))
+        snr = data_snr(sci, err, dq, gi, geoms[gi].columns)
+        profiles = [direct_profile(stamp, ny, 0.5 * (ny - 1)) for stamp in stamps]
+        kernels = np.array([trim_kernel(k) for _, k in profiles])
+        coarse = [smear(s[coarse_index], kernels, g) for s, g in zip(spectra, geoms, strict=True)]
+        fits = []
+        for n in range(len(sci)):
+            fluxes, ivars = [], []
+            for b, g in enumerate(geoms):
+                flux, flux_err = extract_optimal(sci[n, b], err[n, b], dq[n, b], np.repeat(profiles[n][0][:, None], g.nx, axis=1))
+                fluxes.append(flux[g.columns])
+                ivars.append(np.where(np.isfinite(flux_err[g.columns]), 1.0 / flux_err[g.columns] ** 2, 0.0))
 
-                def model_fn(index, kernel=kernels[n]):
-                    return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(spectra, geoms, strict=True)], axis=-1)
+            def model_fn(index, kernel=kernels[n]):
+                return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(spectra, geoms, strict=True)], axis=-1)
 
-                fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1)))
-            z = np.array([f.z for f in fits])
-            q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
-            # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
-            lo, hi = (np.log1p([f.quantiles[v] for f in fits]) for v in SIGMA_LEVELS)
-            zerr = 0.5 * (hi - lo) * (1.0 + z)
-            delta = np.array([f.delta_chi2 for f in fits])
-            zwarn = data_zwarn(sci, dq, snr)
-            zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
-            zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
-            columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
-            columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
-            rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
-            if progress:
-                progress(start + len(sci), reader.n)
+            fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1)))
+        z = np.array([f.z for f in fits])
+        q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
+        # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
+        lo, hi = (np.log1p([f.quantiles[v] for f in fits]) for v in SIGMA_LEVELS)
+        zerr = 0.5 * (hi - lo) * (1.0 + z)
+        delta = np.array([f.delta_chi2 for f in fits])
+        zwarn = data_zwarn(sci, dq, snr)
+        zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
+        zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
+        columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
+        columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
+        rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
+        if progress:
+            progress(start + len(sci), reader.n)
     table = vstack(rows)  # SampleReader refuses a file without sources
     # Pixels with non-finite SCI or ERR <= 0 / non-finite, flagged DO_NOT_USE and neutralised on reading.
     table.meta["NBADPIX"] = reader.bad_pixels

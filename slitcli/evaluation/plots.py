@@ -14,12 +14,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from slitcli.evaluation import metrics
-from slitcli.io.files import atomic_output
+from slitcli.io.png import save_png
 
 __all__ = [
     "binned_residuals",
@@ -34,21 +33,10 @@ __all__ = [
     "z_pred_vs_true_figure",
 ]
 
-_DPI = 110
 _OUTLIER_LINES = ((0.02, "tab:orange", "--"), (0.15, "tab:red", ":"))
 _TEXT_BOX = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85}
 #: Calibration curves of SNR bins with fewer sources than this are not drawn (too noisy).
 MIN_CURVE_SOURCES = 20
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    title = fig.get_suptitle()
-    meta = {"Software": "slitcli", **({"Title": title.replace("\n", "; ")} if title else {})}
-    with atomic_output(path, overwrite=True) as tmp:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", dpi=_DPI, metadata=meta)
-    return path
 
 
 def _figure(figsize, title: str | None) -> Figure:
@@ -289,19 +277,19 @@ def pit_figure(z_pred, zerr, z_true, *, n_bins: int = 20, dof: float = np.inf, t
 
 def plot_z_pred_vs_true(z_pred, z_true, path, **options) -> Path:
     """Write `z_pred_vs_true_figure` (same keyword options) to `path`."""
-    return _save(z_pred_vs_true_figure(z_pred, z_true, **options), path)
+    return save_png(z_pred_vs_true_figure(z_pred, z_true, **options), path)
 
 
 def plot_calibration(z_pred, zerr, z_true, path, **options) -> Path:
     """Write `calibration_figure` (same keyword options) to `path`."""
-    return _save(calibration_figure(z_pred, zerr, z_true, **options), path)
+    return save_png(calibration_figure(z_pred, zerr, z_true, **options), path)
 
 
 def plot_residual_vs_snr(z_pred, zerr, z_true, snr, path, **options) -> Path:
     """Write `residual_vs_snr_figure` (same keyword options) to `path`."""
-    return _save(residual_vs_snr_figure(z_pred, zerr, z_true, snr, **options), path)
+    return save_png(residual_vs_snr_figure(z_pred, zerr, z_true, snr, **options), path)
 
 
 def plot_pit(z_pred, zerr, z_true, path, **options) -> Path:
     """Write `pit_figure` (same keyword options) to `path`."""
-    return _save(pit_figure(z_pred, zerr, z_true, **options), path)
+    return save_png(pit_figure(z_pred, zerr, z_true, **options), path)

@@ -13,7 +13,6 @@ error leaves nothing at the output path.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +21,13 @@ import numpy as np
 import yaml
 
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import InputError, SlitcliError
-from slitcli.fields.contamination import FieldModel, photflam, read_segments
-from slitcli.fields.cutout import CutoutConfig, cut_source, place_sources
-from slitcli.fields.exposure import DirectImage, close_all, open_exposures, read_source_catalog
+from slitcli.errors import SlitcliError
+from slitcli.fields.cutout import CutoutConfig
+from slitcli.fields.cutter import FieldCutter
 from slitcli.instrument import sensitivity
 from slitcli.io.files import check_output_path, output_error, publish, temporary_path
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, software_cards, write_checksums
-from slitcli.io.layout import DQ_DO_NOT_USE, band_layout
 from slitcli.io.samplefile import band_cards, write_table
-from slitcli.sim.wcs import world_to_pixel
 
 __all__ = ["CutoutSummary", "write_cutouts"]
 
@@ -115,11 +111,6 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
         add_checksum_cards(f["DIRECT"])
 
 
-def _band_order(instrument, exposures) -> tuple[str, ...]:
-    have = {e.band for e in exposures}
-    return tuple(b.name for b in instrument.bands if b.name in have)
-
-
 def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, overwrite: bool = False, progress=None) -> CutoutSummary:
     """Cut every catalogue source's band cutouts from the exposures, combine them and write a sample file.
 
@@ -144,109 +135,41 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
     CutoutSummary
         Sources whose cutouts overlap no exposure in any band are skipped and counted.
     """
-    config = config or CutoutConfig()
     inputs = [*exposure_paths, catalog_path, direct_path, instrument_path]
     output = check_output_path(output, overwrite, inputs=inputs)
-    catalog = read_source_catalog(catalog_path)
-    instrument, instfile, exposures = open_exposures(exposure_paths, instrument_path)
-    direct = None
+    cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config)
     try:
-        bands = _band_order(instrument, exposures)
-        noiseless = all(bool(e.fits[0].read_header().get("NOISELES", False)) for e in exposures)
-        config = dataclasses.replace(config, bands=bands, noiseless=noiseless)
-        shape = (config.cutout_height, config.cutout_width)
-        layouts = [band_layout(instrument.band(b), shape) for b in bands]
-        band_exposures = {b: [e for e in exposures if e.band == b] for b in bands}
-        ra, dec = np.asarray(catalog["RA"], float), np.asarray(catalog["DEC"], float)
-        placements = {lay.band.name: place_sources(ra, dec, lay, band_exposures[lay.band.name]) for lay in layouts}
-        keep = np.zeros(len(catalog), bool)
-        for p in placements.values():
-            keep |= p.used.any(axis=1)
-        if not keep.any():
-            msg = f"{catalog_path}: none of its {len(catalog)} sources has a cutout on any exposure (RA/DEC through the exposures' WCS fall off every detector)"
-            raise InputError(msg)
-        idx = np.nonzero(keep)[0]
-        source_ids = np.asarray(catalog["SOURCE_ID"], np.int64)
-        n = idx.size
-        if direct_path is not None:
-            direct = DirectImage(direct_path)
-            xd, yd = world_to_pixel(direct.wcs, ra[idx], dec[idx])
-            inside = (xd > -0.5) & (xd < direct.shape[1] - 0.5) & (yd > -0.5) & (yd < direct.shape[0] - 0.5)
-            if not inside.any():
-                msg = f"{direct_path}: its WCS does not overlap the exposures: none of the {n} sources on them lies in the direct image"
-                raise InputError(msg)
-            seg_flux = direct.segment_flux(source_ids[idx])
-            flam_per_rate = photflam(direct)
-            segments = read_segments(direct)
-        nexp_total = {b: np.zeros(n, np.int16) for b in bands}
-        cover = {b: np.zeros(n, np.float32) for b in bands}
+        n, config = cutter.n, cutter.config
         provenance = {
             "CATALOG": (Path(catalog_path).name, "Source catalogue"),
             "DIRECTIM": (Path(direct_path).name if direct_path else "", "Direct image of the DIRECT stamps"),
-            "NEXPOSUR": (len(exposures), "Exposure files cut"),
-            "NSKIPPED": (int(len(catalog) - n), "Catalogue sources on no exposure, left out"),
-            "CONTMODL": ("FLAT_FLAMBDA" if direct_path else "NONE", "Contamination model of <BAND>_CONTAM"),
+            "NEXPOSUR": (len(cutter.exposures), "Exposure files cut"),
+            "NSKIPPED": (cutter.n_skipped, "Catalogue sources on no exposure, left out"),
+            "CONTMODL": (cutter.contamination_model, "Contamination model of <BAND>_CONTAM"),
         }
         tmp = temporary_path(output)
         f = None
         try:
             f = fitsio.FITS(str(tmp), "rw", clobber=True)
-            _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, provenance, direct is not None)
-            for m, lay in enumerate(layouts):
-                b = lay.band.name
-                p, exps = placements[b], band_exposures[b]
-                model = frames = None
-                if direct is not None:
-                    # One full-frame model per exposure of the band (float32), then every source's CONTAM from them.
-                    model = FieldModel(segments, direct.wcs, direct.shape, flam_per_rate, instrument, lay.band, exps, direct_path)
-                    frames = [model.frame(j) for j in range(len(exps))]
+            _write_headers(f, n, cutter.instrument, cutter.instfile, config, cutter.layouts, cutter.band_exposures, provenance, cutter.direct is not None)
+            for m, b in enumerate(cutter.bands):
+                # One full-frame model per exposure of the band (float32), then every source's CONTAM from them.
+                frames = cutter.model_frames(b)
                 for start in range(0, n, config.chunk_size):
                     stop = min(start + config.chunk_size, n)
-                    out = [np.zeros((stop - start, *shape), t) for t in (np.float32, np.float32, np.int32, np.int16)]
-                    contam = np.zeros((stop - start, *shape), np.float32) if model is not None else None
-                    for i in range(start, stop):
-                        got = cut_source(exps, p, idx[i], shape)
-                        if got is None:
-                            out[2][i - start] = DQ_DO_NOT_USE  # on no exposure of this band
-                            continue
-                        sci, err, dq, nexp, weights, used = got
-                        for arr, val in zip(out, (sci, err, dq, nexp)):
-                            arr[i - start] = val
-                        nexp_total[b][i] = used.size
-                        cover[b][i] = float(np.count_nonzero(nexp)) / nexp.size
-                        if model is not None:
-                            contam[i - start] = model.contamination(frames, int(source_ids[idx[i]]), p, idx[i], used, weights, shape)
-                    for ext, arr in zip(("SCI", "ERR", "DQ", "NEXP"), out):
-                        f[f"{b}_{ext}"].write(arr, start=[start, 0, 0])
-                    if contam is not None:
-                        f[f"{b}_CONTAM"].write(contam, start=[start, 0, 0])
+                    cut = cutter.cut(b, start, stop, frames)
+                    for ext in ("SCI", "ERR", "DQ", "NEXP", "CONTAM"):
+                        arr = getattr(cut, ext.lower())
+                        if arr is not None:
+                            f[f"{b}_{ext}"].write(arr, start=[start, 0, 0])
                     if progress is not None:
-                        progress(m * n + stop, n * len(layouts))
-                del frames, model
-            if direct is not None:
+                        progress(m * n + stop, n * len(cutter.bands))
+                del frames
+            if cutter.direct is not None:
                 for start in range(0, n, config.chunk_size):
                     stop = min(start + config.chunk_size, n)
-                    stamps = np.zeros((stop - start, config.stamp_size, config.stamp_size), np.float32)
-                    for i in range(start, stop):
-                        if inside[i]:
-                            stamps[i - start] = direct.stamp(xd[i], yd[i], int(source_ids[idx[i]]), seg_flux[i], config.stamp_size)
-                    f["DIRECT"].write(stamps, start=[start, 0, 0])
-            table = catalog[idx]
-            extra = {}
-            for b in bands:
-                p = placements[b]
-                extra[f"DX_{b}"] = np.where(np.isfinite(p.dx[idx]), p.dx[idx], 0.0)
-                extra[f"DY_{b}"] = np.where(np.isfinite(p.dy[idx]), p.dy[idx], 0.0)
-                extra[f"SPREAD_{b}"] = np.where(np.isfinite(p.spread[idx]), p.spread[idx], 0.0)
-                extra[f"NEXP_{b}"] = nexp_total[b]
-                extra[f"COVER_{b}"] = cover[b]
-            if direct is not None:
-                extra["IN_DIRECT"] = inside
-            for k, v in extra.items():
-                if k in table.colnames:
-                    table.remove_column(k)
-                table[k] = v
-            write_table(f, np.asarray(table.as_array()), "SOURCES", "Catalogue sources, in cube order")
+                    f["DIRECT"].write(cutter.stamps(start, stop), start=[start, 0, 0])
+            write_table(f, np.asarray(cutter.sources().as_array()), "SOURCES", "Catalogue sources, in cube order")
             f.close()
             f = None
             write_checksums(tmp)
@@ -260,9 +183,7 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
             if isinstance(err, OSError) and not isinstance(err, SlitcliError):
                 raise output_error(output, err, tmp) from None
             raise
-        partial = {b: int(np.count_nonzero(cover[b] < 1)) for b in bands}
-        return CutoutSummary(output, n, int(len(catalog) - n), partial, bands)
+        partial = {b: int(np.count_nonzero(cutter.cover[b] < 1)) for b in cutter.bands}
+        return CutoutSummary(output, n, cutter.n_skipped, partial, cutter.bands)
     finally:
-        close_all(exposures)
-        if direct is not None:
-            direct.close()
+        cutter.close()

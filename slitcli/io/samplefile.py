@@ -27,14 +27,14 @@ import numpy as np
 import yaml
 
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import InputError, SlitcliError
+from slitcli.errors import ConfigError, InputError, SlitcliError
 from slitcli.instrument import Instrument, sensitivity
 from slitcli.io.columns import column_description, column_unit
 from slitcli.io.files import check_output_path, output_error, publish, temporary_path
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, data_unit_bytes, short_description, software_cards, write_checksums
 from slitcli.io.layout import DQ_DO_NOT_USE, BandLayout
 
-__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels"]
+__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels", "subtract_contamination", "FCONTAM", "CONTAMINATION"]
 
 
 def _card(name, value, comment):
@@ -264,6 +264,27 @@ def mask_bad_pixels(sci: np.ndarray, err: np.ndarray, dq: np.ndarray) -> int:
     return n_bad
 
 
+#: Weight of the contamination model's own error (grizli's ``fcontam``, 0.2 in its
+#: ``fitting.run_all``): subtracting CONTAM adds (FCONTAM x CONTAM)^2 to each pixel's variance.
+FCONTAM = 0.2
+
+#: What a reader does with ``<BAND>_CONTAM`` cubes: leave them, or subtract them from SCI.
+CONTAMINATION = ("ignore", "subtract")
+
+
+def subtract_contamination(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, contam: np.ndarray, fcontam: float = FCONTAM) -> None:
+    """Subtract the contamination model from cutouts [n, bands, ny, nx] in place, as grizli does.
+
+    SCI becomes SCI - CONTAM [e-/s] and ERR^2 gains (fcontam x CONTAM)^2: the first-pass
+    model is uncertain (a flat spectrum for every neighbour), so the more light a pixel
+    owes to neighbours, the less it weighs in a fit. Pixels flagged ``DO_NOT_USE`` keep
+    their neutral values.
+    """
+    good = (dq & DQ_DO_NOT_USE) == 0
+    sci -= np.where(good, contam, 0).astype(sci.dtype, copy=False)
+    err[...] = np.where(good, np.sqrt(err.astype(np.float64) ** 2 + (fcontam * contam.astype(np.float64)) ** 2), err)
+
+
 class SampleReader:
     """Read a sample file's cutouts in chunks, checking its layout.
 
@@ -276,16 +297,26 @@ class SampleReader:
         ``BANDS`` keyword (PRIMARY), in its order.
     shape : (ny, nx), optional
         Cutout shape the caller needs; a different shape is an `InputError`.
+    contamination : {"ignore", "subtract"}
+        With "subtract", `read` returns SCI less each band's ``<BAND>_CONTAM`` and ERR
+        widened for it (`subtract_contamination`), in files that have them.
 
     Attributes
     ----------
     bad_pixels : int
         Pixels that `read` has flagged as bad so far (`mask_bad_pixels`).
+    contamination_model : str
+        The file's ``CONTMODL`` where it has a ``<BAND>_CONTAM`` for every band read
+        (``FLAT_FLAMBDA`` from ``slitcli cutout --direct``), else ``NONE``.
     """
 
-    def __init__(self, path: str | Path, bands: tuple[str, ...] | None = None, shape: tuple[int, int] | None = None):
+    def __init__(self, path: str | Path, bands: tuple[str, ...] | None = None, shape: tuple[int, int] | None = None, contamination: str = "ignore"):
+        if contamination not in CONTAMINATION:
+            msg = f"contamination must be one of {', '.join(CONTAMINATION)}, got {contamination!r}"
+            raise ConfigError(msg)
         self.path = Path(path)
         self.bad_pixels = 0
+        self.contamination = contamination
         if not self.path.is_file():
             msg = f"{self.path}: {'is a directory, not a sample file' if self.path.is_dir() else 'file not found'}"
             raise InputError(msg)
@@ -331,6 +362,8 @@ class SampleReader:
             self.close()
             msg = f"{self.path}: the sample holds no sources"
             raise InputError(msg)
+        has_contam = all(f"{b}_CONTAM" in self.fits for b in self.bands)
+        self.contamination_model = (str(self.fits[0].read_header().get("CONTMODL", "")).strip() or "UNKNOWN") if has_contam else "NONE"
 
     def sources(self):
         """The SOURCES table (astropy Table), or None if the file has none."""
@@ -348,7 +381,8 @@ class SampleReader:
         """Cutouts `start:stop` as float32 SCI, ERR [e-/s] and int32 DQ, each [n, bands, ny, nx].
 
         Bad pixels (non-finite SCI, non-finite or non-positive ERR) come back flagged and
-        neutralised (`mask_bad_pixels`) and are added to `bad_pixels`.
+        neutralised (`mask_bad_pixels`) and are added to `bad_pixels`. With
+        ``contamination="subtract"`` the CONTAM cubes are subtracted (`subtract_contamination`).
         """
         out = []
         for ext, dtype in (("SCI", np.float32), ("ERR", np.float32), ("DQ", np.int32)):
@@ -356,6 +390,12 @@ class SampleReader:
             out.append(np.stack(cubes, axis=1).astype(dtype, copy=False))
         sci, err, dq = out
         self.bad_pixels += mask_bad_pixels(sci, err, dq)
+        if self.contamination == "subtract" and self.contamination_model != "NONE":
+            contam = np.stack([self.fits[f"{b}_CONTAM"][start:stop, :, :] for b in self.bands], axis=1)
+            if not np.isfinite(contam).all():
+                msg = f"{self.path}: NaN or infinite values in the CONTAM cubes {start}:{stop}"
+                raise InputError(msg)
+            subtract_contamination(sci, err, dq, contam)
         return sci, err, dq
 
     def direct(self, start: int, stop: int) -> np.ndarray:
@@ -369,9 +409,13 @@ class SampleReader:
             raise InputError(msg)
         return stamps
 
+    def band_header(self, band: str):
+        """The header of `band`'s SCI cube (a mapping of its cards)."""
+        return self.fits[f"{band}_SCI"].read_header()
+
     def header(self, band: str) -> dict:
         """WCS keywords of `band` (CRVAL1, CDELT1, CRPIX1 [Angstrom, Angstrom/pixel, 1-based pixel]); `InputError` if any is missing."""
-        header = self.fits[f"{band}_SCI"].read_header()
+        header = self.band_header(band)
         missing = [k for k in ("CRVAL1", "CDELT1", "CRPIX1") if k not in header]
         if missing:
             msg = f"{self.path}: HDU {band}_SCI lacks the wavelength keyword(s) {', '.join(missing)}"

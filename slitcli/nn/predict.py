@@ -39,7 +39,7 @@ from slitcli.nn.layers import set_mc_dropout
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
 
-__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
+__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "predict_sample", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
 
 @dataclass(frozen=True)
 class PredictConfig:
@@ -145,17 +145,34 @@ def predict_file(
     path,
     config: PredictConfig,
     *,
+    contamination: str = "ignore",
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
-    """Predict every source of one sample file; returns the catalogue rows.
+    """Predict every source of one sample file; returns the catalogue rows (`predict_sample`).
 
-    Bad pixels (non-finite SCI, ERR <= 0 or non-finite) are flagged and neutralised on
-    reading (`slitcli.io.samplefile.mask_bad_pixels`); ``meta["NBADPIX"]`` counts them.
+    `contamination` ("ignore" or "subtract") is what the reader does with the file's
+    ``<BAND>_CONTAM`` cubes (`slitcli.io.samplefile.SampleReader`).
 
     Raises
     ------
     InputError
         If the file's bands or cutout size do not fit the model.
+    """
+    with SampleReader(path, bundle.bands, bundle.shape, contamination=contamination) as reader:
+        return predict_sample(bundle, reader, config, progress=progress)
+
+
+def predict_sample(
+    bundle: ModelBundle,
+    reader,
+    config: PredictConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Table:
+    """Predict every source of an open sample: a `SampleReader`, or a `slitcli.fields.field_sample.FieldSample`.
+
+    Bad pixels (non-finite SCI, ERR <= 0 or non-finite) are flagged and neutralised on
+    reading (`slitcli.io.samplefile.mask_bad_pixels`); ``meta["NBADPIX"]`` counts them.
     """
     device = resolve_device(config.device)
     model = bundle.model.to(device)
@@ -163,23 +180,22 @@ def predict_file(
     gi = bundle.bands.index("GI") if "GI" in bundle.bands else len(bundle.bands) - 1
     train_z = bundle.card.get("training", {}).get("z_range", [0.0, 10.0])
     rows = []
-    with SampleReader(path, bundle.bands, bundle.shape) as reader:
-        sources = reader.sources()
-        snr_columns = sample_band_columns(reader, bundle.bands[gi])
-        for start, sci, err, dq in reader.iter_chunks(config.batch_size):
-            torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
-            x = torch.from_numpy(normalise(sci, scales)).to(device)
-            mu, logvar = mc_predict(model, x, config.n_mc)
-            snr = data_snr(sci, err, dq, gi, snr_columns)
-            scale = bundle.temperature * snr_scale(snr, bundle.snr_power)
-            stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), scale, bundle.tail_dof)
-            zwarn = data_zwarn(sci, dq, snr)
-            zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
-            zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
-            rows.append(Table({**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}))
-            if progress:
-                progress(start + len(sci), reader.n)
-    table = vstack(rows)  # SampleReader refuses a file without sources
+    sources = reader.sources()
+    snr_columns = sample_band_columns(reader, bundle.bands[gi])
+    for start, sci, err, dq in reader.iter_chunks(config.batch_size):
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
+        x = torch.from_numpy(normalise(sci, scales)).to(device)
+        mu, logvar = mc_predict(model, x, config.n_mc)
+        snr = data_snr(sci, err, dq, gi, snr_columns)
+        scale = bundle.temperature * snr_scale(snr, bundle.snr_power)
+        stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), scale, bundle.tail_dof)
+        zwarn = data_zwarn(sci, dq, snr)
+        zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
+        zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
+        rows.append(Table({**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}))
+        if progress:
+            progress(start + len(sci), reader.n)
+    table = vstack(rows)  # readers refuse a sample without sources
     # Pixels with non-finite SCI or ERR <= 0 / non-finite, flagged DO_NOT_USE and neutralised on reading.
     table.meta["NBADPIX"] = reader.bad_pixels
     return table
