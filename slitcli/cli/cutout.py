@@ -14,6 +14,8 @@ def cutout(
     catalog: Path = typer.Option(..., "--catalog", "-c", help="Source catalogue: FITS table (HDU SOURCES) with SOURCE_ID, RA, DEC [deg]; its columns pass through.", metavar="FILE", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output sample file (FITS).", metavar="FILE", show_default=False),
     direct: Path = typer.Option(None, "--direct", help="Direct image with SEGMENTATION and PHOTFLAM: the DIRECT stamps (the template route needs them) and the <BAND>_CONTAM model of the neighbours' light. [default: none]", metavar="FILE", show_default=False),
+    refine: bool = typer.Option(False, "--refine", help="With --direct: a second pass that fits the spectrum (a quadratic in wavelength) of every neighbour brighter than --refine-mag to the exposures, instead of the first pass's flat f_lambda."),
+    refine_mag: float = typer.Option(22.0, "--refine-mag", help="AB magnitude in the direct image below which --refine refits a source's spectrum.", metavar="MAG"),
     instrument: Path = typer.Option(None, "--instrument", help="Instrument YAML file instead of the exposures' INSTFILE (its hash must equal their INSTHASH).", metavar="YAML", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = QUIET,
@@ -23,7 +25,8 @@ def cutout(
 
     Writes the sample-file layout that predict, train, calibrate and evaluate read, plus
     <BAND>_NEXP (exposures per pixel) and, with --direct, <BAND>_CONTAM (the other
-    sources' light, flat-f_lambda first pass); the sources' sub-pixel offsets go to SOURCES.
+    sources' light: flat-f_lambda first pass, --refine for a fitted second pass); the sources'
+    sub-pixel offsets go to SOURCES.
 
     Examples:
 
@@ -32,9 +35,12 @@ def cutout(
     with command(quiet, verbose):
         from slitcli.fields.cutout_file import write_cutouts
 
+        if refine and direct is None:
+            raise typer.BadParameter("the second pass refines the contamination model, which needs --direct", param_hint="--refine")
+
         with progress_bar(quiet) as bar:
             task = bar.add_task("cutting", total=None)
-            summary = write_cutouts(exposures, catalog, output, direct_path=direct, instrument_path=instrument, overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            summary = write_cutouts(exposures, catalog, output, direct_path=direct, instrument_path=instrument, refine_mag=refine_mag if refine else None, overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total))
         if summary.n_skipped:
             log.info("%d catalogue sources lie on no exposure: left out", summary.n_skipped)
         for band, k in summary.partial.items():

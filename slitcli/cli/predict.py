@@ -37,6 +37,8 @@ def predict(
         help="With --catalog: the direct image with SEGMENTATION and PHOTFLAM, for the contamination model and the "
         "DIRECT stamps (the template route needs it).",
     ),
+    refine: bool = typer.Option(False, "--refine", help="With --catalog and --direct: the contamination model's second pass (as slitcli cutout --refine)."),
+    refine_mag: float = typer.Option(22.0, "--refine-mag", help="AB magnitude in the direct image below which --refine refits a neighbour's spectrum.", metavar="MAG"),
     instrument: Path = typer.Option(None, "--instrument", help="With --catalog: instrument YAML instead of the exposures' INSTFILE.", metavar="YAML", show_default=False),
     contam: Contamination = typer.Option(
         Contamination.subtract, "--contam",
@@ -75,8 +77,10 @@ def predict(
         from slitcli.io.sourceid import check_unique_source_ids, input_names, stack_inputs
 
         catalog_format(output)
-        if catalog is None and (direct is not None or instrument is not None):
-            raise typer.BadParameter("--direct and --instrument go with --catalog (exposures as inputs)", param_hint="--direct/--instrument")
+        if catalog is None and (direct is not None or instrument is not None or refine):
+            raise typer.BadParameter("--direct, --refine and --instrument go with --catalog (exposures as inputs)", param_hint="--direct/--refine/--instrument")
+        if refine and direct is None:
+            raise typer.BadParameter("the second pass refines the contamination model, which needs --direct", param_hint="--refine")
         if catalog is not None and method is Method.template and direct is None:
             raise typer.BadParameter("the template route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
@@ -116,7 +120,7 @@ def predict(
                 from slitcli.fields.field_sample import FieldSample
 
                 task = bar.add_task(f"{method.value}: {catalog.name}", total=None)
-                with FieldSample(inputs, catalog, direct_path=direct, instrument_path=instrument, bands=bands, shape=shape, contamination=contam.value) as sample:
+                with FieldSample(inputs, catalog, direct_path=direct, instrument_path=instrument, refine_mag=refine_mag if refine else None, bands=bands, shape=shape, contamination=contam.value) as sample:
                     if sample.n_skipped:
                         log.info("%d catalogue sources lie on no exposure: left out", sample.n_skipped)
                     tables.append(run(sample, lambda d, n: bar.update(task, completed=d, total=n)))

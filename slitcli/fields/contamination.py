@@ -14,6 +14,16 @@ direct image's, its PSF included, and only where the segmentation reaches.
 the detector) and renders one full-frame model per exposure (`FieldModel.frame`, float32
 e-/s); `FieldModel.own` renders one source's part into a small tile, so that the model
 of "every source but i" is the frame less that tile, cut at source i's offsets.
+
+**Second pass** (`FieldModel.refine`, ``--refine``; grizli's ``refine_list``): each
+segment brighter than a magnitude limit in the direct image, brightest first, gets its
+own spectrum: f_lambda = F x PHOTFLAM x sum_c a_c P_c(u), Legendre polynomials P_c of
+the band's wavelength mapped to u in [-1, 1] (a = (1, 0, ...) is the first pass). The
+a_c are the weighted least-squares fit, over every exposure of the band, of the
+segment's dispersed basis images to the data less every other segment's current model
+(ERR^-2 weights, good pixels only); the frames are then updated with the fitted model
+before the next segment is fitted, so that a faint neighbour's fit sees its bright
+neighbours' refined light.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from slitcli.instrument import Band, Instrument, sensitivity
 from slitcli.sim.disperse import disperse_kernel, spectral_samples
 from slitcli.sim.wcs import pixel_to_world, world_to_pixel
 
-__all__ = ["Segment", "photflam", "read_segments", "FieldModel", "OVERSAMPLE"]
+__all__ = ["Segment", "photflam", "direct_zeropoint", "read_segments", "FieldModel", "OVERSAMPLE"]
 
 #: Spectral samples per pixel along the dispersion (the field simulator's default).
 OVERSAMPLE = 5
@@ -90,6 +100,26 @@ def photflam(direct) -> float:
         return 10.0 ** (-0.4 * (zp + 48.6)) * _C_AA_S / pivot**2
     msg = f"{direct.path}: HDU SCI has no PHOTFLAM (nor ABZP with PHOTPLAM): cannot turn the direct image's e-/s into the contamination model's f_lambda"
     raise InputError(msg)
+
+
+def direct_zeropoint(direct) -> float:
+    """AB magnitude of 1 e-/s in the direct image: ``ABZP``, else from ``PHOTFLAM`` and ``PHOTPLAM`` [Angstrom].
+
+    `InputError` naming the file if neither is there (the second pass selects its
+    neighbours by magnitude).
+    """
+    for h in (direct.fits["SCI"].read_header(), direct.fits[0].read_header()):
+        if "ABZP" in h:
+            try:
+                return float(h["ABZP"])
+            except (TypeError, ValueError):
+                pass
+    headers = (direct.fits["SCI"].read_header(), direct.fits[0].read_header())
+    pivot = next((float(h["PHOTPLAM"]) for h in headers if "PHOTPLAM" in h), None)
+    if pivot is None or not pivot > 0:
+        msg = f"{direct.path}: HDU SCI has no ABZP (nor PHOTPLAM with PHOTFLAM): cannot select the bright neighbours of the second pass by magnitude"
+        raise InputError(msg)
+    return float(-2.5 * np.log10(photflam(direct) * pivot**2 / _C_AA_S) - 48.6)
 
 
 def read_segments(direct) -> list[Segment]:
@@ -167,6 +197,9 @@ class FieldModel:
         ra, dec = pixel_to_world(direct_wcs, xc, yc)
         cy, cx = 0.5 * (direct_shape[0] - 1), 0.5 * (direct_shape[1] - 1)
         probe_ra, probe_dec = pixel_to_world(direct_wcs, np.array([cx, cx + 1.0, cx]), np.array([cy, cy, cy + 1.0]))
+        self.band, self.instrument, self.flam_per_rate = band, instrument, flam_per_rate
+        self.coeffs: dict[int, np.ndarray] = {}  # segment index -> fitted Legendre coefficients (second pass)
+        self._basis_cache: dict = {}
         self.origin = []  # per exposure: (x0, y0) of each segment's box pixel (0, 0) [0-based]
         self.samples = []  # per exposure: list of (dx, dy, rate per e-/s of direct flux) per order
         for e in exposures:
@@ -185,12 +218,111 @@ class FieldModel:
                 per_order.append(spectral_samples(order, wave, density, lo, hi, OVERSAMPLE))
             self.samples.append(per_order)
 
-    def _render(self, k: int, j: int, out: np.ndarray, r0: int, c0: int) -> None:
+    def _render(self, k: int, j: int, out: np.ndarray, r0: int, c0: int, rates=None) -> None:
+        """Add segment `k`'s model in exposure `j` into `out`, whose pixel (0, 0) is the detector's (r0, c0).
+
+        `rates`: per order, the samples' count rates [e-/s per e-/s of direct flux];
+        default the segment's spectrum (first pass, or its second-pass fit).
+        """
         s = self.segments[k]
         x0 = float(self.origin[j][0][k]) - c0
         y0 = float(self.origin[j][1][k]) - r0
-        for dx, dy, rate in self.samples[j]:
+        if rates is None:
+            rates = self._rates(k, j)
+        for (dx, dy, _), rate in zip(self.samples[j], rates, strict=True):
             disperse_kernel(s.rows, s.cols, s.values, x0, y0, dx, dy, rate, out)
+
+    def _rates(self, k: int, j: int) -> list[np.ndarray]:
+        """Per order, the sample rates of segment `k`'s spectrum in exposure `j` (flat unless refined)."""
+        a = self.coeffs.get(k)
+        if a is None:
+            return [rate for _, _, rate in self.samples[j]]
+        return [np.tensordot(a, basis, axes=1) for basis in self._basis(j, a.size - 1)]
+
+    def _basis(self, j: int, degree: int) -> list[np.ndarray]:
+        """Per order of exposure `j`, the sample rates [degree + 1, nsample] of the Legendre basis spectra."""
+        key = (j, degree)
+        cache = self._basis_cache
+        if key not in cache:
+            band = self.band
+            wave = np.linspace(band.throughput.wave_aa[0], band.throughput.wave_aa[-1], 8001)
+            u = 2.0 * (wave - band.wave_min_aa) / (band.wave_max_aa - band.wave_min_aa) - 1.0
+            polys = np.polynomial.legendre.legvander(u, degree).T  # [degree + 1, nwave]
+            per_order = []
+            for order in _exposure_orders(self.exposures[j], band):
+                # The same wavelength grid and sample range as the first pass (`__init__`), so the same samples.
+                density = self.flam_per_rate * sensitivity(self.instrument, band, order, wave)
+                lo, hi = sorted(float(v) for v in order.offset_of_wavelength(np.array([wave[0], wave[-1]])))
+                per_order.append(np.stack([spectral_samples(order, wave, density * p, lo, hi, OVERSAMPLE)[2] for p in polys]))
+            cache[key] = per_order
+        return cache[key]
+
+    def _footprint(self, k: int, j: int) -> tuple[int, int, tuple[int, int]]:
+        """(r0, c0, shape) of the detector box holding segment `k`'s light in exposure `j`, clipped to the detector."""
+        s = self.segments[k]
+        x0, y0 = float(self.origin[j][0][k]), float(self.origin[j][1][k])
+        dx = np.concatenate([d for d, _, _ in self.samples[j]])
+        dy = np.concatenate([d for _, d, _ in self.samples[j]])
+        ny, nx = self.exposures[j].shape
+        r0, r1 = max(int(np.floor(y0 + dy.min())) - 2, 0), min(int(np.ceil(y0 + s.h + dy.max())) + 2, ny)
+        c0, c1 = max(int(np.floor(x0 + dx.min())) - 2, 0), min(int(np.ceil(x0 + s.w + dx.max())) + 2, nx)
+        return r0, c0, (max(r1 - r0, 0), max(c1 - c0, 0))
+
+    def refine(self, frames, mag_max: float, zeropoint: float, degree: int = 2) -> int:
+        """Second pass: fit the spectrum of every segment brighter than `mag_max` and update `frames` in place.
+
+        Parameters
+        ----------
+        frames : list of float32 arrays
+            `frame` of every exposure (the first pass), updated segment by segment.
+        mag_max : float
+            AB magnitude limit in the direct image (`zeropoint` - 2.5 log10 flux).
+        zeropoint : float
+            `direct_zeropoint` of the direct image.
+        degree : int
+            Degree of the Legendre polynomial in wavelength (0: a fitted flat f_lambda).
+
+        Returns
+        -------
+        int
+            Segments refitted (those with good pixels on some exposure).
+        """
+        flux = np.array([s.flux for s in self.segments])
+        mags = zeropoint - 2.5 * np.log10(np.maximum(flux, 1e-300))
+        n_fit = 0
+        for k in np.argsort(mags, kind="stable"):
+            if mags[k] > mag_max:
+                break
+            ata = np.zeros((degree + 1, degree + 1))
+            atb = np.zeros(degree + 1)
+            boxes = []
+            for j, e in enumerate(self.exposures):
+                r0, c0, shape = self._footprint(k, j)
+                if shape[0] == 0 or shape[1] == 0:
+                    continue
+                sci, err, good, _ = e.region(r0, c0, shape)
+                own = np.zeros(shape)
+                self._render(k, j, own, r0, c0)
+                others = frames[j][r0 : r0 + shape[0], c0 : c0 + shape[1]] - own
+                basis = []
+                for c in range(degree + 1):
+                    img = np.zeros(shape)
+                    self._render(k, j, img, r0, c0, rates=[b[c] for b in self._basis(j, degree)])
+                    basis.append(img[good])
+                a = np.stack(basis, axis=1)  # [npix, degree + 1]
+                w = 1.0 / err[good] ** 2
+                ata += a.T @ (a * w[:, None])
+                atb += a.T @ (w * (sci[good] - others[good]))
+                boxes.append((j, r0, c0, shape, own))
+            if not boxes or not np.all(np.isfinite(ata)) or np.linalg.matrix_rank(ata) < degree + 1:
+                continue
+            self.coeffs[int(k)] = np.linalg.solve(ata, atb)
+            for j, r0, c0, shape, own in boxes:
+                new = np.zeros(shape)
+                self._render(k, j, new, r0, c0)
+                frames[j][r0 : r0 + shape[0], c0 : c0 + shape[1]] += (new - own).astype(np.float32)
+            n_fit += 1
+        return n_fit
 
     def frame(self, j: int) -> np.ndarray:
         """Model of every segment in exposure `j` [e-/s, float32, the detector's shape]."""

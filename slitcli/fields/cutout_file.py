@@ -47,7 +47,8 @@ class CutoutSummary:
     bands: tuple
 
 
-def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, provenance, with_direct):
+def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, provenance, contamination_model):
+    with_direct = contamination_model != "NONE"
     cards = [
         *software_cards(),
         _card("INSTRUME", instrument.name, "Instrument of the exposures"),
@@ -92,8 +93,12 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
             extname = f"{name}_CONTAM"
             f.create_image_hdu(dims=list(shape), dtype="f4", extname=extname)
             f[extname].write_key("EXTNAME", extname, "Model of the other sources' light (first pass)")
-            f[extname].write_keys([_card("BUNIT", "electron/s", "Unit of the pixel values"), *wcs, _card("CONTMODL", "FLAT_FLAMBDA", "Neighbour spectra: flat f_lambda, direct flux")])
+            refined = contamination_model != "FLAT_FLAMBDA"
+            what = "Neighbour spectra: flat f_lambda, bright refitted" if refined else "Neighbour spectra: flat f_lambda, direct flux"
+            f[extname].write_keys([_card("BUNIT", "electron/s", "Unit of the pixel values"), *wcs, _card("CONTMODL", contamination_model, what)])
             f[extname].write_comment("Every other segmented source dispersed with a flat f_lambda scaled to its direct-image flux (PHOTFLAM), cut and combined like SCI (docs/fields.md).")
+            if refined:
+                f[extname].write_comment("Second pass: the spectra of the segments brighter than REFMAG (PRIMARY) fitted to the exposures as Legendre polynomials in wavelength.")
             add_checksum_cards(f[extname])
         wave = np.asarray(lay.band.throughput.wave_aa, dtype=np.float64)
         table = np.zeros(wave.size, dtype=[("WAVELENGTH", "f8"), ("SENSITIVITY", "f8")])
@@ -111,7 +116,7 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
         add_checksum_cards(f["DIRECT"])
 
 
-def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, overwrite: bool = False, progress=None) -> CutoutSummary:
+def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None, overwrite: bool = False, progress=None) -> CutoutSummary:
     """Cut every catalogue source's band cutouts from the exposures, combine them and write a sample file.
 
     Parameters
@@ -128,6 +133,9 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
         Instrument file instead of the exposures' INSTFILE (its hash must match INSTHASH).
     config : CutoutConfig, optional
         Cutout geometry; its ``bands`` are replaced by the exposures' bands.
+    refine_mag : float, optional
+        With a direct image: the contamination model's second pass for segments brighter
+        than this AB magnitude (`slitcli.fields.contamination.FieldModel.refine`).
     progress : callable(done, total), optional
 
     Returns
@@ -137,7 +145,7 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
     """
     inputs = [*exposure_paths, catalog_path, direct_path, instrument_path]
     output = check_output_path(output, overwrite, inputs=inputs)
-    cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config)
+    cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config, refine_mag=refine_mag)
     try:
         n, config = cutter.n, cutter.config
         provenance = {
@@ -147,11 +155,13 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
             "NSKIPPED": (cutter.n_skipped, "Catalogue sources on no exposure, left out"),
             "CONTMODL": (cutter.contamination_model, "Contamination model of <BAND>_CONTAM"),
         }
+        if cutter.refine_mag is not None and cutter.direct is not None:
+            provenance["REFMAG"] = (float(cutter.refine_mag), "[AB mag] Second pass: segments brighter refitted")
         tmp = temporary_path(output)
         f = None
         try:
             f = fitsio.FITS(str(tmp), "rw", clobber=True)
-            _write_headers(f, n, cutter.instrument, cutter.instfile, config, cutter.layouts, cutter.band_exposures, provenance, cutter.direct is not None)
+            _write_headers(f, n, cutter.instrument, cutter.instfile, config, cutter.layouts, cutter.band_exposures, provenance, cutter.contamination_model)
             for m, b in enumerate(cutter.bands):
                 # One full-frame model per exposure of the band (float32), then every source's CONTAM from them.
                 frames = cutter.model_frames(b)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from slitcli.errors import InputError
-from slitcli.fields.contamination import FieldModel, photflam, read_segments
+from slitcli.fields.contamination import FieldModel, direct_zeropoint, photflam, read_segments
 from slitcli.fields.cutout import CutoutConfig, cut_source, place_sources
 from slitcli.fields.exposure import DirectImage, close_all, open_exposures, read_source_catalog
 from slitcli.io.layout import DQ_DO_NOT_USE, band_layout
@@ -52,6 +52,9 @@ class FieldCutter:
         Instrument file instead of the exposures' INSTFILE.
     config : CutoutConfig, optional
         Cutout geometry; its ``bands`` become the exposures' bands.
+    refine_mag : float, optional
+        With a direct image: refit the spectra of the segments brighter than this AB
+        magnitude in the direct image (the second pass, `FieldModel.refine`).
 
     Attributes
     ----------
@@ -69,8 +72,9 @@ class FieldCutter:
         checks of `open_exposures`, `read_source_catalog` and `DirectImage`.
     """
 
-    def __init__(self, exposure_paths, catalog_path, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None):
+    def __init__(self, exposure_paths, catalog_path, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None):
         config = config or CutoutConfig()
+        self.refine_mag = refine_mag
         self.catalog_path, self.direct_path = Path(catalog_path), (Path(direct_path) if direct_path is not None else None)
         self.catalog = read_source_catalog(catalog_path)
         self.instrument, self.instfile, self.exposures = open_exposures(exposure_paths, instrument_path)
@@ -117,18 +121,27 @@ class FieldCutter:
             self.segment_flux = self.direct.segment_flux(self.source_ids)
             self.flam_per_rate = photflam(self.direct)
             self.segments = read_segments(self.direct)
+            self.zeropoint = direct_zeropoint(self.direct) if self.refine_mag is not None else None
+
+    #: Degree of the second pass's Legendre polynomial in wavelength.
+    REFINE_DEGREE = 2
 
     @property
     def contamination_model(self) -> str:
-        """``FLAT_FLAMBDA`` (the first pass, with a direct image) or ``NONE``."""
-        return "FLAT_FLAMBDA" if self.direct is not None else "NONE"
+        """``FLAT_FLAMBDA`` (the first pass, with a direct image), ``REFINED_POLY2`` (with the second pass) or ``NONE``."""
+        if self.direct is None:
+            return "NONE"
+        return f"REFINED_POLY{self.REFINE_DEGREE}" if self.refine_mag is not None else "FLAT_FLAMBDA"
 
     def model_frames(self, band: str) -> tuple[FieldModel, list[np.ndarray]] | None:
         """The contamination model of `band` and its frames (one float32 frame per exposure), or None without a direct image."""
         if self.direct is None:
             return None
         model = FieldModel(self.segments, self.direct.wcs, self.direct.shape, self.flam_per_rate, self.instrument, self.instrument.band(band), self.band_exposures[band], self.direct_path)
-        return model, [model.frame(j) for j in range(len(self.band_exposures[band]))]
+        frames = [model.frame(j) for j in range(len(self.band_exposures[band]))]
+        if self.refine_mag is not None:
+            model.refine(frames, self.refine_mag, self.zeropoint, self.REFINE_DEGREE)
+        return model, frames
 
     def cut(self, band: str, start: int, stop: int, frames=None) -> BandCut:
         """Cutouts of kept sources `start:stop` in `band`; CONTAM from `frames` (`model_frames`) if given.

@@ -33,7 +33,7 @@ class FieldSample:
 
     Parameters
     ----------
-    exposure_paths, catalog_path, direct_path, instrument_path, config
+    exposure_paths, catalog_path, direct_path, instrument_path, config, refine_mag
         As `FieldCutter`.
     bands : tuple of str, optional
         Bands the caller needs, in its order; `InputError` if the exposures lack one.
@@ -50,7 +50,7 @@ class FieldSample:
         Catalogue sources on no exposure, left out.
     """
 
-    def __init__(self, exposure_paths, catalog_path, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, bands=None, shape=None, contamination: str = "ignore"):
+    def __init__(self, exposure_paths, catalog_path, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None, bands=None, shape=None, contamination: str = "ignore"):
         if contamination not in CONTAMINATION:
             msg = f"contamination must be one of {', '.join(CONTAMINATION)}, got {contamination!r}"
             raise ConfigError(msg)
@@ -59,7 +59,7 @@ class FieldSample:
             from dataclasses import replace
 
             config = replace(config, cutout_height=int(shape[0]), cutout_width=int(shape[1]))
-        self.cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config)
+        self.cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config, refine_mag=refine_mag)
         self.path = Path(catalog_path)
         self.contamination = contamination
         self.bad_pixels = 0

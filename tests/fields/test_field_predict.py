@@ -123,3 +123,19 @@ def test_bad_field_inputs_are_one_line_errors(field, tmp_path):
     assert_usage_error(invoke("predict", *field_args(f, direct=False), "--method", "template", "-o", out), "--direct")
     assert_usage_error(invoke("predict", f / "catalog.fits", "--direct", f / "direct.fits", "-o", out), "--catalog")
     assert not out.exists()
+
+
+def test_refine_streams_like_cutout_refine(field, tmp_path):
+    """predict --refine from the exposures equals cutout --refine then predict; the catalogue names the refined model."""
+    f, _ = field
+    sample = tmp_path / "refined.fits"
+    result = invoke("cutout", *sorted(f.glob("exposure_*.fits")), "--catalog", f / "catalog.fits", "--direct", f / "direct.fits", "--refine", "-q", "-o", sample)
+    assert result.exit_code == 0, result.output
+    opts = ["--n-mc", "4", "--device", "cpu", "-q"]
+    a, b = tmp_path / "file.ecsv", tmp_path / "stream.ecsv"
+    assert invoke("predict", sample, *opts, "-o", a).exit_code == 0
+    assert invoke("predict", *field_args(f), "--refine", *opts, "-o", b).exit_code == 0
+    ta, tb = Table.read(a), Table.read(b)
+    np.testing.assert_array_equal(ta["Z"], tb["Z"])
+    assert ta.meta["CONTMODL"] == tb.meta["CONTMODL"] == "REFINED_POLY2"
+    assert_usage_error(invoke("predict", *field_args(f, direct=False), "--refine", "-o", tmp_path / "x.ecsv"), "--direct")
