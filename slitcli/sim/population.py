@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slitcli.errors import ConfigError
-from slitcli.sim.seds import OBS_WAVE_AA, ab_magnitude, distance_modulus, load_sed_library, observed_sed
+from slitcli.sim.seds import OBS_WAVE_AA, ab_magnitude, distance_modulus, library_magnitudes, load_sed_library, observed_sed
 from slitcli.sim.shapes import load_shape_library
 from slitcli.sim.sources import Source
 
@@ -67,15 +67,19 @@ def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -
     return np.interp(rng.uniform(0.0, cdf[-1], n), cdf, z)
 
 
-def _draw_abs_mag(config: PopulationConfig, z: float, rng: np.random.Generator) -> float:
+def _abs_mag_cdf(config: PopulationConfig, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute magnitudes [mag] and the luminosity function's cumulative sum on them, at `z`."""
     mstar = config.lf_mstar_i - config.lf_evolution_q * (z - 0.1)
     # Fainter than this cannot reach mag_i_max even with a generous K-correction.
     faint = config.mag_i_max - float(distance_modulus(z)) + 2.5
     m = np.linspace(mstar - 4.0, max(faint, mstar - 3.0), 2001)
     x = 10.0 ** (0.4 * (mstar - m))
     pdf = x ** (config.lf_alpha + 1.0) * np.exp(-x)
-    cdf = np.cumsum(pdf)
-    return float(np.interp(rng.uniform(0.0, cdf[-1]), cdf, m))
+    return m, np.cumsum(pdf)
+
+
+#: Apparent magnitudes within this of a flux limit are decided by the exact `ab_magnitude`.
+_MAG_GUARD = 1e-6
 
 
 def draw_sources(config: PopulationConfig, n: int, first_id: int, rng: np.random.Generator) -> list[Source]:
@@ -92,12 +96,20 @@ def draw_sources(config: PopulationConfig, n: int, first_id: int, rng: np.random
     redshifts = draw_redshifts(config, n, rng)
     out = []
     for k, z in enumerate(redshifts):
+        # Per redshift, once: the luminosity function's CDF and the templates' band fluxes, so a try costs two random numbers and a look-up (the same draws as
+        # computing each try's spectrum, and the same decisions: those within
+        # _MAG_GUARD of a limit are taken on the exact magnitude).
+        m_grid, cdf = _abs_mag_cdf(config, z)
+        magnitude = library_magnitudes(seds, z)
         for _try in range(1000):
             g = int(rng.integers(len(seds)))
-            abs_mag = _draw_abs_mag(config, z, rng)
-            flam = observed_sed(seds, g, z) * 10.0 ** (-0.4 * (abs_mag - seds.abs_mag_i[g]))
-            mag = float(ab_magnitude(OBS_WAVE_AA, flam))
+            abs_mag = float(np.interp(rng.uniform(0.0, cdf[-1]), cdf, m_grid))
+            mag = float(magnitude(g) + abs_mag - seds.abs_mag_i[g])
+            if min(abs(mag - config.mag_i_min), abs(mag - config.mag_i_max)) < _MAG_GUARD:
+                mag = float(ab_magnitude(OBS_WAVE_AA, observed_sed(seds, g, z) * 10.0 ** (-0.4 * (abs_mag - seds.abs_mag_i[g]))))
             if config.mag_i_min <= mag <= config.mag_i_max:
+                flam = observed_sed(seds, g, z) * 10.0 ** (-0.4 * (abs_mag - seds.abs_mag_i[g]))
+                mag = float(ab_magnitude(OBS_WAVE_AA, flam))
                 break
         else:
             msg = f"no galaxy passes {config.mag_i_min} <= i <= {config.mag_i_max} at z = {z:.3f}"

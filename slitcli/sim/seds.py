@@ -151,6 +151,29 @@ def observed_sed(
     return scale * np.interp(wave_aa / (1.0 + z), library.rest_wave_aa, rest_flux, left=0.0, right=0.0)
 
 
+def library_magnitudes(library: SedLibrary, z: float, band: str = "sdss_i0", wave_aa: np.ndarray = OBS_WAVE_AA):
+    """A function g -> AB magnitude through `band` of library galaxy g's `observed_sed` at `z`.
+
+    The same number as ``ab_magnitude(wave_aa, observed_sed(library, g, z))`` to round-off
+    (about 1e-13 mag) at a fraction of the cost: the band flux is linear in the templates,
+    so each template's is integrated once here and a galaxy's follows from its coefficients.
+    """
+    r_wave, r_resp = _response(band)
+    inside = (wave_aa >= r_wave[0]) & (wave_aa <= r_wave[-1])
+    w = wave_aa[inside]
+    resp = np.interp(w, r_wave, r_resp)
+    per_template = np.array([np.trapezoid(np.interp(w / (1.0 + z), library.rest_wave_aa, t, left=0.0, right=0.0) * resp * w, w) for t in library.templates])
+    den = np.trapezoid(_AB_ZERO_FNU * _SPEED_OF_LIGHT_AA_S / w**2 * resp * w, w)
+    dl_z = float(luminosity_distance_mpc(z))
+
+    def magnitude(g: int) -> float:
+        scale = float(luminosity_distance_mpc(library.z_fit[g]) / dl_z) ** 2 / (1.0 + z)
+        num = scale * float(library.coeffs[g] @ per_template)
+        return -2.5 * np.log10(num / den) if num > 0 else np.inf
+
+    return magnitude
+
+
 @functools.lru_cache(maxsize=8)
 def _response(name: str) -> tuple[np.ndarray, np.ndarray]:
     import kcorrect.response

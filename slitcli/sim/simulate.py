@@ -26,7 +26,7 @@ from slitcli.instrument import Instrument, sensitivity
 from slitcli.io.layout import BandLayout, band_layout
 from slitcli.io.samplefile import SampleWriter
 from slitcli.sim.disperse import disperse
-from slitcli.sim.imaging import convolve_psf, gaussian_psf, resample_flux
+from slitcli.sim.imaging import resample_convolve
 from slitcli.sim.noise import add_noise, noise_sigma, saturation_flags
 from slitcli.sim.population import PopulationConfig
 from slitcli.sim.sources import Source
@@ -77,10 +77,8 @@ def direct_stamp(source: Source, instrument: Instrument, size: int) -> np.ndarra
     """
     image = np.clip(np.asarray(source.image, dtype=np.float64), 0.0, None)
     image = image / image.sum()
-    stamp = resample_flux(image, source.pixel_scale_arcsec, instrument.pixel_scale_arcsec, (size, size))
-    if instrument.psf_fwhm_arcsec > 0:
-        stamp = convolve_psf(stamp, gaussian_psf(instrument.psf_fwhm_arcsec / instrument.pixel_scale_arcsec))
-    # FFT round-off leaves tiny negative values and a floor of ~1e-17 everywhere;
+    stamp = resample_convolve(image, source.pixel_scale_arcsec, instrument.pixel_scale_arcsec, (size, size), instrument.psf_fwhm_arcsec / instrument.pixel_scale_arcsec)
+    # The Gaussian's far tails leave a floor of tiny values around the source;
     # dispersing those pixels would cost time and carry no light.
     return np.where(stamp > 1e-9 * stamp.max(), stamp, 0.0)
 
