@@ -30,7 +30,8 @@ the same sources. Writes into the output directory:
 - ``z_<route>_<case>.ecsv``: the eight catalogues;
 - ``table.md``: the table (also printed), ``metrics.ecsv``: every metric of every row;
 - ``exposure.png``: one exposure, zoomed, with the sources' cutout boxes and IDs;
-- ``cutout_contam.png``: one strongly contaminated bright source: SCI, CONTAM, SCI - CONTAM.
+- ``cutout_contam.png``, ``cutout_contam_refined.png``: the most contaminated bright source
+  (SNR_GI >= 5, fully covered): SCI, CONTAM, SCI - CONTAM, first and second pass.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def markdown(table: Table) -> str:
 
 
 def figures(out: Path) -> None:
-    """The exposure with its traces, and the most contaminated bright source's cutout."""
+    """The exposure around the most contaminated bright source, with every source's cutout box; that source's cutouts."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -148,6 +149,7 @@ def figures(out: Path) -> None:
     # Dispersion runs towards +x: show more of the detector right of the source.
     plot_exposure(out / "exposure.png", exposure, out / "field" / "catalog.fits", region=(x - 300, y - 200, x + 600, y + 200))
     plot_cutout_contam(out / "cutout_contam.png", out / "field_cutouts.fits", int(src["SOURCE_ID"][pick]))
+    plot_cutout_contam(out / "cutout_contam_refined.png", out / "field_cutouts_refined.fits", int(src["SOURCE_ID"][pick]))
 
 
 def main() -> None:
