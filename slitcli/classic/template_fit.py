@@ -44,6 +44,7 @@ from slitcli.extract import (
 )
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, source_identity
 from slitcli.io.samplefile import SampleReader
+from slitcli.io.zpdf import normalise
 
 __all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
@@ -257,6 +258,7 @@ class RedshiftFit:
     delta_chi2: float
     npix: int
     at_limit: bool
+    pdf_t: np.ndarray | None = None
 
 
 def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
@@ -271,6 +273,7 @@ def fit_redshift(
     ivar: np.ndarray,
     config: TemplateFitConfig,
     coarse_models: np.ndarray | None = None,
+    with_pdf: bool = False,
 ) -> RedshiftFit:
     """Fit one spectrum: coarse pass, fine windows, PDF.
 
@@ -284,6 +287,11 @@ def fit_redshift(
         Extracted spectrum and its inverse variance (0 where unusable) [e-/s, (e-/s)^-2].
     coarse_models : array, optional
         `model_fn(coarse_indices(t_grid.size, config))`, if already at hand.
+    with_pdf : bool
+        Also return the PDF at every point of `t_grid` (``pdf_t``, density in t, not
+        normalised): exp(-(chi2 - chi2_min) / (2 s)) at the points searched, linear in t
+        between them (as the quantiles are read), or, where the core is narrower than the grid
+        resolves, its Gaussian of width max(sigma, step / 2).
     """
     n = t_grid.size
     coarse = coarse_indices(n, config)
@@ -323,7 +331,14 @@ def fit_redshift(
     else:
         delta = float(chi_known.max() - chi2_min)
     at_limit = bool(t_best - t_grid[0] < half * config.step or t_grid[-1] - t_best < half * config.step)
-    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit)
+    pdf_t = None
+    if with_pdf:
+        if sigma < 2 * config.step:
+            pdf_t = np.exp(-0.5 * ((t_grid - t_best) / max(sigma, 0.5 * config.step)) ** 2)
+        else:
+            # Linear between the points searched, as the quantiles' CDF reads it.
+            pdf_t = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)))
+    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t)
 
 
 def _grid_spectra(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray, block: int = 128) -> np.ndarray:
@@ -383,11 +398,14 @@ def fit_sample(
     bands: tuple[str, ...] = ("GV", "GI"),
     *,
     batch_size: int = 16,
+    pdf: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
     """Template-fit every source of an open sample (a `SampleReader` or a ``FieldSample``); the catalogue rows (columns as `slitcli.nn.predict`).
 
     ``meta["NBADPIX"]`` counts the bad pixels flagged on reading (`slitcli.io.samplefile.mask_bad_pixels`).
+    With `pdf`, a 2D column ``ZPDF``: each source's p(z) on the redshifts of the fit's grid
+    (`slitcli.io.zpdf`: density per unit z, unit integral).
     """
     basis = load_templates()
     gi = bands.index("GI") if "GI" in bands else len(bands) - 1
@@ -416,7 +434,7 @@ def fit_sample(
             def model_fn(index, kernel=kernels[n]):
                 return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(spectra, geoms, strict=True)], axis=-1)
 
-            fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1)))
+            fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1), with_pdf=pdf))
         z = np.array([f.z for f in fits])
         q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
         # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
@@ -428,6 +446,9 @@ def fit_sample(
         zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
         columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
         columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
+        if pdf:
+            z_grid = np.expm1(t_grid)
+            columns["ZPDF"] = normalise(z_grid, np.stack([f.pdf_t for f in fits]) / (1.0 + z_grid)).astype(np.float32)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:
             progress(start + len(sci), reader.n)

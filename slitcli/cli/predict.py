@@ -56,6 +56,7 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch.", metavar="N", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda (cnn).", metavar="DEVICE"),
+    pdf: bool = typer.Option(False, "--pdf", help="Also write each source's p(z) on a grid uniform in ln(1+z) (step 0.0004, z = 0-2) as the ZGRID and ZPDF HDUs of a FITS catalogue (qp's interp ensemble; docs/formats.md)."),
     allow_duplicate_ids: bool = typer.Option(False, "--allow-duplicate-ids", help="Accept inputs that share SOURCE_IDs (refused by default); rows are then told apart by INPUT_FILE and SOURCE_ID."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = QUIET,
@@ -72,11 +73,14 @@ def predict(
       slitcli predict field/exposure_*.fits --catalog field/catalog.fits --direct field/direct.fits -o z.ecsv
     """
     with command(quiet, verbose):
+        import numpy as np
+
         from slitcli.io.catalog import catalog_format, write_catalog
         from slitcli.io.files import check_output_path
         from slitcli.io.sourceid import check_unique_source_ids, input_names, stack_inputs
 
-        catalog_format(output)
+        if catalog_format(output) != "fits" and pdf:
+            raise typer.BadParameter("redshift PDFs go to a FITS catalogue (-o z.fits); ECSV keeps the point columns", param_hint="--pdf")
         if catalog is None and (direct is not None or instrument is not None or refine):
             raise typer.BadParameter("--direct, --refine and --instrument go with --catalog (exposures as inputs)", param_hint="--direct/--refine/--instrument")
         if refine and direct is None:
@@ -96,12 +100,12 @@ def predict(
             bands, shape = ("GV", "GI"), None
 
             def run(sample, progress):
-                return fit_sample(sample, fit_cfg, bands, batch_size=min(batch_size, 16), progress=progress)
+                return fit_sample(sample, fit_cfg, bands, batch_size=min(batch_size, 16), pdf=pdf, progress=progress)
         else:
             from slitcli.nn.modelfile import load_model
             from slitcli.nn.predict import PredictConfig, catalog_meta, check_inputs, predict_sample
 
-            cfg = PredictConfig(n_mc=n_mc, batch_size=batch_size, seed=seed, device=device)
+            cfg = PredictConfig(n_mc=n_mc, batch_size=batch_size, seed=seed, device=device, pdf=pdf)
             bundle = load_model(model)
             if catalog is None:
                 check_inputs(bundle, inputs)
@@ -144,5 +148,10 @@ def predict(
         if catalog is not None:
             table.meta.update({"CATALOG": catalog.name, "DIRECTIM": direct.name if direct else "", "NSKIPPED": tables[0].meta.get("NSKIPPED", 0)})
         log_bad_pixels(bad_pixels)
-        write_catalog(table, output, overwrite=overwrite)
+        grid = None
+        if pdf:
+            from slitcli.io.zpdf import z_grid
+
+            grid = np.expm1(fit_cfg.grid()) if method is Method.template else z_grid()
+        write_catalog(table, output, overwrite=overwrite, pdf_grid=grid)
         log.info("wrote %d redshifts to %s (%s; contamination: %s)", len(table), output, method.value, table.meta["CONTAM"].lower())

@@ -40,7 +40,7 @@ def catalog_format(path: str | Path) -> str:
     raise InputError(msg)
 
 
-def write_catalog(table: Table, path: str | Path, *, overwrite: bool = False, extname: str = "REDSHIFTS") -> Path:
+def write_catalog(table: Table, path: str | Path, *, overwrite: bool = False, extname: str = "REDSHIFTS", pdf_grid=None) -> Path:
     """Write `table` atomically as ECSV or FITS, with units, descriptions, ``SWVERS`` and ``DATE``.
 
     Parameters
@@ -53,10 +53,20 @@ def write_catalog(table: Table, path: str | Path, *, overwrite: bool = False, ex
         Replace an existing `path`.
     extname : str
         ``EXTNAME`` of the FITS table HDU.
+    pdf_grid : array, optional
+        With a 2D column ``ZPDF`` in `table` (densities on this grid of redshifts): FITS
+        only, written as the ``ZGRID`` and ``ZPDF`` HDUs (`slitcli.io.zpdf`), not as a column.
     """
     fmt = catalog_format(path)
     path = check_output_path(path, overwrite)
     table = table.copy(copy_data=False)
+    pdf = None
+    if "ZPDF" in table.colnames:
+        if fmt != "fits" or pdf_grid is None:
+            msg = f"{path}: redshift PDFs (ZPDF) go to a FITS catalogue with their grid; ECSV keeps the point columns"
+            raise ValueError(msg)
+        pdf = np.asarray(table["ZPDF"])
+        table.remove_column("ZPDF")
     for name in table.colnames:
         try:
             unit, description = column_unit(name), column_description(name)
@@ -70,7 +80,15 @@ def write_catalog(table: Table, path: str | Path, *, overwrite: bool = False, ex
             with warnings.catch_warnings():
                 # A long meta value leaves no room for all of its comment: astropy cuts it, as it should.
                 warnings.filterwarnings("ignore", "Card is too long, comment will be truncated")
-                _fits_catalog(table, extname).writeto(tmp, overwrite=True)
+                hdul = _fits_catalog(table, extname)
+                if pdf is not None:
+                    from slitcli.io.zpdf import zpdf_hdus
+
+                    for hdu in zpdf_hdus(pdf_grid, pdf):
+                        hdu.header["CHECKSUM"] = ("0" * 16, CHECKSUM_COMMENT)
+                        hdu.header["DATASUM"] = ("0", DATASUM_COMMENT)
+                        hdul.append(hdu)
+                hdul.writeto(tmp, overwrite=True)
             write_checksums(tmp)
         else:
             table.write(tmp, format=fmt, overwrite=True)

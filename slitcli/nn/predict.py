@@ -35,6 +35,7 @@ from slitcli.io.redshift import (
     source_identity,
 )
 from slitcli.io.samplefile import SampleReader
+from slitcli.io.zpdf import predictive_pdf, z_grid
 from slitcli.nn.layers import set_mc_dropout
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
@@ -57,6 +58,8 @@ class PredictConfig:
         "auto" (GPU if available), "cpu" or "cuda".
     max_epistemic : float
         ZERR_EPI/(1+Z) above this sets the LARGE_EPISTEMIC bit.
+    pdf : bool
+        Add a 2D column ``ZPDF``: the predictive distribution on `slitcli.io.zpdf.z_grid`.
     """
 
     n_mc: int = 100
@@ -64,6 +67,7 @@ class PredictConfig:
     seed: int = 0
     device: str = "auto"
     max_epistemic: float = 0.05
+    pdf: bool = False
 
     def __post_init__(self):
         if self.n_mc < 2:
@@ -192,7 +196,10 @@ def predict_sample(
         zwarn = data_zwarn(sci, dq, snr)
         zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
         zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
-        rows.append(Table({**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}))
+        columns = {**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}
+        if config.pdf:
+            columns["ZPDF"] = predictive_pdf(stats["Z"], stats["ZERR"], z_grid(), bundle.tail_dof).astype(np.float32)
+        rows.append(Table(columns))
         if progress:
             progress(start + len(sci), reader.n)
     table = vstack(rows)  # readers refuse a sample without sources

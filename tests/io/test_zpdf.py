@@ -1,0 +1,92 @@
+"""Redshift PDFs on a grid (``ZGRID``/``ZPDF``): the CNN's predictive distribution, the round trip, qp."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from conftest import assert_usage_error, invoke
+
+from slitcli.io.catalog import read_catalog, write_catalog
+from slitcli.io.redshift import QUANTILES, quantiles
+from slitcli.io.zpdf import pdf_quantiles, predictive_pdf, read_zpdf, z_grid
+
+
+def grid_steps(grid, z):
+    return np.interp(z, grid[:-1], np.diff(grid))
+
+
+@pytest.mark.parametrize("dof", [np.inf, 3.0])
+def test_predictive_pdf_integrates_to_one_and_holds_the_catalogue_quantiles(dof):
+    """Gaussian and Student t, narrow and broad, one censored at z = 0 and one past the grid's end."""
+    grid = z_grid()
+    z = np.array([0.01, 0.3, 0.8, 1.5, 1.9])
+    zerr = np.array([0.02, 0.004, 0.05, 0.3, 0.2])
+    pdf = predictive_pdf(z, zerr, grid, dof)
+    np.testing.assert_allclose(np.trapezoid(pdf, grid, axis=1), 1.0, atol=1e-9)
+    assert np.all(pdf >= 0)
+    expected = quantiles(z, zerr, dof)
+    got = pdf_quantiles(grid, pdf, list(QUANTILES.values()))
+    for k, name in enumerate(QUANTILES):
+        inside = expected[name] < grid[-1]
+        assert np.all(np.abs(got[inside, k] - expected[name][inside]) <= grid_steps(grid, expected[name][inside]))
+        # Past the grid, the quantile reads as its last cell.
+        assert np.all(got[~inside, k] >= grid[-2])
+    assert (quantiles(z, zerr, dof)["Z975"] >= grid[-1]).any() and (expected["Z025"] == 0).any()
+
+
+def test_zpdf_round_trips_through_a_fits_catalogue(tmp_path):
+    grid = z_grid()
+    pdf = predictive_pdf([0.2, 1.1], [0.01, 0.1], grid).astype(np.float32)
+    table = Table({"SOURCE_ID": [7, 9], "Z": [0.2, 1.1], "ZERR": [0.01, 0.1], "ZPDF": pdf})
+    out = tmp_path / "z.fits"
+    write_catalog(table, out, pdf_grid=grid)
+    g, p = read_zpdf(out)
+    np.testing.assert_array_equal(g, grid)
+    np.testing.assert_array_equal(p, pdf)
+    back = read_catalog(out, ("SOURCE_ID", "Z"))
+    assert list(back["SOURCE_ID"]) == [7, 9] and "ZPDF" not in back.colnames
+    if shutil.which("fitsverify"):
+        check = subprocess.run(["fitsverify", "-q", "-e", str(out)], capture_output=True, text=True)
+        assert "verification OK" in check.stdout, check.stdout + check.stderr
+    with pytest.raises(ValueError, match="FITS"):
+        write_catalog(table, tmp_path / "z.ecsv", pdf_grid=grid)
+
+
+def test_qp_reads_it_as_an_interpolated_ensemble():
+    qp = pytest.importorskip("qp")
+    grid = z_grid()
+    pdf = predictive_pdf([0.2, 0.7, 1.3], [0.01, 0.05, 0.2], grid, 3.0)
+    ens = qp.Ensemble(qp.interp, data={"xvals": grid, "yvals": pdf})
+    np.testing.assert_allclose(ens.ppf(0.5).ravel(), pdf_quantiles(grid, pdf, [0.5])[:, 0], atol=1e-6)
+    np.testing.assert_allclose(ens.pdf(grid), pdf, rtol=1e-6, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zpdf")
+    assert invoke("simulate", "-n", "10", "--seed", "5", "-q", "-o", root / "s.fits").exit_code == 0
+    return root
+
+
+@pytest.mark.parametrize(("method", "tolerance_steps"), [("cnn", 1.0), ("template", 2.0)])
+def test_predict_pdf_matches_its_quantile_columns(tiny, method, tolerance_steps):
+    """The CNN's PDF is its predictive distribution (quantiles within a grid step); the template's is its chi-square PDF
+    (within two: a core narrower than the grid is drawn at half a step's width)."""
+    out = tiny / f"z_{method}.fits"
+    result = invoke("predict", tiny / "s.fits", "--method", method, "--pdf", "--n-mc", "4", "--device", "cpu", "-q", "-o", out)
+    assert result.exit_code == 0, result.output
+    grid, pdf = read_zpdf(out)
+    table = Table.read(out, hdu="REDSHIFTS")
+    assert pdf.shape == (len(table), grid.size)
+    np.testing.assert_allclose(np.trapezoid(pdf, grid, axis=1), 1.0, atol=1e-5)
+    got = pdf_quantiles(grid, pdf, list(QUANTILES.values()))
+    for k, name in enumerate(QUANTILES):
+        inside = np.asarray(table[name]) < grid[-1]
+        diff = np.abs(got[inside, k] - np.asarray(table[name])[inside])
+        assert np.all(diff <= tolerance_steps * grid_steps(grid, np.asarray(table[name])[inside])), (name, diff.max())
+
+
+def test_pdf_needs_a_fits_catalogue(tiny):
+    assert_usage_error(invoke("predict", tiny / "s.fits", "--pdf", "-o", tiny / "z.ecsv"), "--pdf")
