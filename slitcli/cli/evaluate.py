@@ -77,7 +77,8 @@ def evaluate(
     Joins the predictions to the truth on SOURCE_ID and computes, for all sources, for
     each SNR_GI cut and for each CLASS: sigma_NMAD, outlier fractions |dz|/(1+z) > 0.02
     and > 0.15, bias, mean ZERR/(1+z), 68% and 95% coverage, the RMS calibration error
-    and the PIT KS distance. Sources with ZWARN != 0 are kept and counted (n_zwarn).
+    and the PIT KS distance; for a FITS catalogue with ZPDF (predict --pdf), also the mean
+    CRPS and the PIT KS distance of the PDFs. Sources with ZWARN != 0 are kept and counted (n_zwarn).
 
     Writes into the directory: metrics.ecsv, z_pred_vs_true.png, calibration.png,
     residual_vs_snr.png and pit.png; prints the table on stderr.
@@ -92,16 +93,15 @@ def evaluate(
     with command(quiet, verbose):
         from slitcli import __version__
         from slitcli.errors import InputError, SlitcliError
-        from slitcli.evaluation.evaluate import PRED_COLUMNS, join_truth, metrics_table, read_truth
+        from slitcli.evaluation.evaluate import join_truth, metrics_table, read_predictions, read_truth
         from slitcli.evaluation.report import check_report_dir, write_report
-        from slitcli.io.catalog import read_catalog
 
         check_report_dir(output, overwrite, inputs=(predictions, truth))
-        pred = read_catalog(predictions, PRED_COLUMNS)
+        pred, pdf_grid = read_predictions(predictions)
         true = read_truth(truth)
         try:
             joined = join_truth(pred, true, SNR_COLUMN)
-            metrics = metrics_table(joined, cuts, SNR_COLUMN)
+            metrics = metrics_table(joined, cuts, SNR_COLUMN, pdf_grid)
         except SlitcliError:
             raise
         except ValueError as err:  # the library's report on the tables' contents

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
-from slitcli.evaluation.metrics import METRIC_KEYS, empty_metrics, point_metrics
+from slitcli.errors import InputError
+from slitcli.evaluation.metrics import METRIC_KEYS, empty_metrics, ks_uniform, pdf_crps, pdf_pit, point_metrics
 from slitcli.io.truth import PRED_COLUMNS, TRUTH_COLUMNS, join_truth, read_truth
 
-__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "read_truth", "join_truth", "sample_masks", "metrics_table", "evaluate"]
+__all__ = ["PRED_COLUMNS", "TRUTH_COLUMNS", "PDF_METRIC_KEYS", "read_truth", "read_predictions", "join_truth", "sample_masks", "metrics_table", "evaluate"]
 
 def _class_labels(column) -> np.ndarray:
     values = np.asarray(column)
@@ -63,26 +64,58 @@ def predictive_dof(meta) -> float:
     return dof if dof > 0 else np.inf
 
 
-def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:
+#: Metrics of the gridded PDFs, added to `metrics_table` when the predictions have them.
+PDF_METRIC_KEYS = ("crps_mean", "pit_ks_pdf")
+
+
+def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI", pdf_grid=None) -> Table:
     """One row of `point_metrics` per sample of `sample_masks`, for a `join_truth` table.
 
     Columns: ``sample`` (str), every key of `slitcli.evaluation.metrics.METRIC_KEYS`, and ``n_zwarn``
     (sources with ZWARN != 0, 0 without a ZWARN column). A sample with no source has
     n = 0 and NaN metrics. Coverage, calibration error and PIT use the catalogue's
-    predictive distribution (`predictive_dof`).
+    predictive distribution (`predictive_dof`). With `pdf_grid` and a 2D ``ZPDF``
+    column (`read_predictions`), also `PDF_METRIC_KEYS`: the mean CRPS [z] and the PIT's
+    KS distance, both from the gridded PDFs.
     """
     _check_finite(joined)
     z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
     warned = np.asarray(joined["ZWARN"]) != 0 if "ZWARN" in joined.colnames else np.zeros(len(joined), dtype=bool)
+    with_pdf = pdf_grid is not None and "ZPDF" in joined.colnames
+    if with_pdf:
+        pdf = np.asarray(joined["ZPDF"], np.float64)
+        crps, pits = pdf_crps(pdf_grid, pdf, z_true), pdf_pit(pdf_grid, pdf, z_true)
     rows = []
     for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
         values = point_metrics(z_pred[mask], zerr[mask], z_true[mask], predictive_dof(joined.meta)) if mask.any() else empty_metrics()
+        if with_pdf:
+            values |= {"crps_mean": float(crps[mask].mean()), "pit_ks_pdf": ks_uniform(pits[mask])} if mask.any() else dict.fromkeys(PDF_METRIC_KEYS, float("nan"))
         rows.append({"sample": name, **values, "n_zwarn": int(np.count_nonzero(warned & mask))})
-    columns = ["sample", *METRIC_KEYS, "n_zwarn"]
+    columns = ["sample", *METRIC_KEYS, *(PDF_METRIC_KEYS if with_pdf else ()), "n_zwarn"]
     table = Table(rows=[[row[c] for c in columns] for row in rows], names=columns)
     table.meta.update(joined.meta)
     table.meta["SNRCOL"] = snr_column
     return table
+
+
+def read_predictions(path):
+    """The prediction catalogue (`read_catalog`) and, for a FITS one with ``ZPDF``, its PDF grid (else None).
+
+    The PDFs ride along as a 2D column ``ZPDF``, so that joins keep them with their rows.
+    """
+    from slitcli.io.catalog import read_catalog
+    from slitcli.io.zpdf import read_zpdf
+
+    pred = read_catalog(path, PRED_COLUMNS)
+    got = read_zpdf(path) if str(path).lower().endswith((".fits", ".fit", ".fits.gz")) else None
+    if got is None:
+        return pred, None
+    grid, pdf = got
+    if len(pdf) != len(pred):
+        msg = f"{path}: HDU ZPDF has {len(pdf)} rows, REDSHIFTS {len(pred)}"
+        raise InputError(msg)
+    pred["ZPDF"] = pdf
+    return pred, grid
 
 
 def evaluate(pred: Table, truth: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI") -> Table:

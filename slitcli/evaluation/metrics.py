@@ -27,6 +27,9 @@ from slitcli.io.redshift import half_width, standard_quantile
 __all__ = [
     "DEFAULT_LEVELS",
     "METRIC_KEYS",
+    "pdf_pit",
+    "pdf_crps",
+    "ks_uniform",
     "sigma_nmad",
     "outlier_fraction",
     "bias_median",
@@ -192,9 +195,47 @@ def pit_ks(z_pred, zerr, z_true, dof: float = np.inf) -> float:
 
     max over i of max(i/n - u_(i), u_(i) - (i-1)/n) for the sorted PIT values u.
     """
-    u = np.sort(pit(z_pred, zerr, z_true, dof))
+    return ks_uniform(pit(z_pred, zerr, z_true, dof))
+
+
+def ks_uniform(u) -> float:
+    """Kolmogorov-Smirnov distance of values `u` from the uniform distribution on [0, 1]."""
+    u = np.sort(np.asarray(u, np.float64))
     i = np.arange(1, u.size + 1)
     return float(max(np.max(i / u.size - u), np.max(u - (i - 1) / u.size)))
+
+
+def pdf_pit(grid, pdf, z_true) -> np.ndarray:
+    """PIT of gridded PDFs: each row's CDF (trapezoid on `grid`) at its `z_true` [n]."""
+    cdf = _pdf_cdf(grid, pdf)
+    return np.array([np.interp(z, grid, c) for z, c in zip(np.asarray(z_true, np.float64), cdf, strict=True)])
+
+
+def pdf_crps(grid, pdf, z_true) -> np.ndarray:
+    """CRPS [z] of gridded PDFs: the integral over the grid of (F(z) - [z >= z_true])^2, F the row's CDF.
+
+    Exact for the piecewise-linear CDF on the grid, with the cell holding z_true split
+    there; a truth past the grid adds (distance past its end) x (1 - F)^2 or F^2 there (0 and 1).
+    """
+    grid = np.asarray(grid, np.float64)
+    out = np.empty(len(pdf))
+    for i, (z, c) in enumerate(zip(np.asarray(z_true, np.float64), _pdf_cdf(grid, pdf), strict=True)):
+        zz = np.sort(np.append(grid, np.clip(z, grid[0], grid[-1])))
+        f = np.interp(zz, grid, c)
+        step = (zz >= z).astype(np.float64)
+        # (F - H)^2 is piecewise quadratic between nodes: Simpson's rule on each cell is exact for it.
+        lo, hi = f[:-1] - step[:-1], f[1:] - step[:-1]
+        mid = 0.5 * (lo + hi)
+        out[i] = float(np.sum(np.diff(zz) * (lo**2 + 4 * mid**2 + hi**2) / 6.0))
+        out[i] += max(grid[0] - z, 0.0) * 1.0 + max(z - grid[-1], 0.0) * 1.0
+    return out
+
+
+def _pdf_cdf(grid, pdf) -> np.ndarray:
+    pdf = np.atleast_2d(np.asarray(pdf, np.float64))
+    cells = 0.5 * (pdf[:, 1:] + pdf[:, :-1]) * np.diff(grid)[None, :]
+    cdf = np.concatenate([np.zeros((len(pdf), 1)), np.cumsum(cells, axis=1)], axis=1)
+    return cdf / np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
 
 
 def point_metrics(z_pred, zerr, z_true, dof: float = np.inf) -> dict:

@@ -90,3 +90,36 @@ def test_predict_pdf_matches_its_quantile_columns(tiny, method, tolerance_steps)
 
 def test_pdf_needs_a_fits_catalogue(tiny):
     assert_usage_error(invoke("predict", tiny / "s.fits", "--pdf", "-o", tiny / "z.ecsv"), "--pdf")
+
+
+def test_crps_and_pit_of_a_gridded_gaussian_are_the_analytic_ones():
+    """CRPS of N(mu, sigma) at y: sigma (u (2 Phi(u) - 1) + 2 phi(u) - 1/sqrt(pi)), u = (y - mu)/sigma (Gneiting & Raftery 2007); PIT = Phi(u)."""
+    from scipy.stats import norm
+
+    from slitcli.evaluation.metrics import pdf_crps, pdf_pit
+
+    grid = z_grid()
+    mu, sigma = 0.5, 0.05
+    pdf = np.repeat(norm.pdf(grid, mu, sigma)[None, :], 4, axis=0)
+    y = np.array([0.5, 0.47, 0.62, 0.9])
+    u = (y - mu) / sigma
+    expected = sigma * (u * (2 * norm.cdf(u) - 1) + 2 * norm.pdf(u) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(pdf_crps(grid, pdf, y), expected, rtol=2e-3)
+    np.testing.assert_allclose(pdf_pit(grid, pdf, y), norm.cdf(u), atol=1e-4)
+
+
+def test_evaluate_reports_pdf_metrics_when_the_catalogue_has_pdfs(tiny):
+    from astropy.table import Table as T
+
+    z = tiny / "z_eval.fits"
+    assert invoke("predict", tiny / "s.fits", "--pdf", "--n-mc", "4", "--device", "cpu", "-q", "-o", z).exit_code == 0
+    result = invoke("evaluate", z, "--truth", tiny / "s.fits", "-q", "-o", tiny / "report")
+    assert result.exit_code == 0, result.output
+    metrics = T.read(tiny / "report" / "metrics.ecsv")
+    row = metrics[metrics["sample"] == "all"][0]
+    assert np.isfinite(row["crps_mean"]) and 0 < row["crps_mean"] < 1 and 0 <= row["pit_ks_pdf"] <= 1
+    # Without PDFs the columns are absent, not NaN.
+    e = tiny / "z_eval.ecsv"
+    assert invoke("predict", tiny / "s.fits", "--n-mc", "4", "--device", "cpu", "-q", "-o", e).exit_code == 0
+    assert invoke("evaluate", e, "--truth", tiny / "s.fits", "-q", "-o", tiny / "report2").exit_code == 0
+    assert "crps_mean" not in T.read(tiny / "report2" / "metrics.ecsv").colnames
