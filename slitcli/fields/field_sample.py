@@ -15,6 +15,7 @@ band; ``slitcli cutout`` holds one band's at a time.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,7 @@ class FieldSample:
             raise ConfigError(msg)
         config = config or CutoutConfig()
         if shape is not None:
-            from dataclasses import replace
-
-            config = replace(config, cutout_height=int(shape[0]), cutout_width=int(shape[1]))
+            config = dataclasses.replace(config, cutout_height=int(shape[0]), cutout_width=int(shape[1]))
         self.cutter = FieldCutter(exposure_paths, catalog_path, direct_path=direct_path, instrument_path=instrument_path, config=config, refine_mag=refine_mag)
         self.path = Path(catalog_path)
         self.contamination = contamination
