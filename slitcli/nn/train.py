@@ -22,6 +22,7 @@ Both run one loop (`_fit`) over a feed of batches (`_FileFeed`, `_StreamFeed`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -313,6 +314,10 @@ class _FileFeed:
     def round_steps(self, phase, rnd):
         return self.steps_per_epoch
 
+    def identity(self) -> dict:
+        """What a checkpoint of this feed must match to be resumed: the training redshifts' digest."""
+        return {"mode": "files", "n_train": len(self.t), "train_z_sha256": hashlib.sha256(self.t.tobytes()).hexdigest()[:16]}
+
     def close(self):
         pass
 
@@ -341,6 +346,10 @@ class _StreamFeed:
 
     def max_rounds(self, phase):
         return math.ceil(self.phase_steps(phase) / self.config.val_every)
+
+    def identity(self) -> dict:
+        """What a checkpoint of this feed must match to be resumed: the stream's config (its seed included)."""
+        return {"mode": "stream", "stream": to_dict(self.stream_config)}
 
     def phase_steps(self, phase):
         return self.config.pretrain_steps if phase == "pretrain" else self.config.finetune_steps
@@ -388,6 +397,10 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
     `feed`, each followed by a validation, a checkpoint and the early-stopping check.
     Returns the state (history, best score, steps done) and whether training finished."""
     state = {"phase": PHASES[0] if feed.max_rounds("pretrain") > 0 else PHASES[1], "epoch": 0, "history": [], "best": None, "best_score": math.inf, "stale": 0, "steps": 0}
+    # What the run is: a checkpoint of another run (config, training data or stream,
+    # validation sample) would resume into a model that neither run describes.
+    run = {"train": to_dict(config), "feed": feed.identity(), "val_z_sha256": hashlib.sha256(np.ascontiguousarray(z_val, np.float64).tobytes()).hexdigest()[:16]}
+    state["run"] = run
     opt, sched = _phase_optimiser(model, state["phase"], config, feed)
     if resume and checkpoint and Path(checkpoint).exists():
         try:
@@ -395,6 +408,11 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
         except Exception as err:  # an unpickling error means a file we did not write
             msg = f"{checkpoint}: not a slitcli checkpoint that loads without pickle ({str(err).splitlines()[0][:80]})"
             raise InputError(msg) from None
+        saved = json.loads(ck["state"]).get("run")
+        if saved is not None and saved != json.loads(json.dumps(run)):
+            differ = sorted(k for k in _flatten(run).keys() | _flatten(saved).keys() if _flatten(run).get(k) != _flatten(saved).get(k))
+            msg = f"{checkpoint}: written by a different run (differs in {', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''}); resume with the same config, training data and validation sample, or start afresh with --overwrite"
+            raise InputError(msg)
         state = json.loads(ck["state"])
         state.setdefault("steps", 0)
         model.load_state_dict(ck["model"])
@@ -507,6 +525,17 @@ def _best_state(state: dict) -> dict:
 def _phase_optimiser(model, phase, config, feed):
     lr = config.lr if phase == "pretrain" else config.finetune_lr
     return _new_optimiser(model, lr, config.weight_decay, max(feed.phase_steps(phase), 1))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dict -> {"a.b": value} (for naming what differs between two runs)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _save_checkpoint(path, model, opt, sched, state):

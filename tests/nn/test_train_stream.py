@@ -136,3 +136,20 @@ def test_config_section_that_is_not_a_mapping_is_one_line(tmp_path, section):
     result = invoke("train", "--stream", "--steps", 2, "--val", tmp_path / "v.fits", "--config", bad, "-o", tmp_path / "m")
     assert_one_line_error(result, f"bad.yaml:{section}: expected a mapping")
     assert not (tmp_path / "m").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(workdir, tmp_path):
+    """A checkpoint resumes only the run that wrote it: another step count or stream seed is a one-line error naming what differs."""
+    from slitcli.errors import InputError
+
+    torch.set_num_threads(1)
+    val = load_train_data(workdir / "val.fits", ("GV", "GI"), 0.0)
+    cfg = TrainConfig(pretrain_steps=3, finetune_steps=2, val_every=2, batch_size=8, min_snr=0.0, seed=3)
+    ck = tmp_path / "c.pt"
+    train_stream(StreamConfig(**SMALL), val, cfg, TINY, checkpoint=ck, stop_after_validations=1)
+    with pytest.raises(InputError, match=r"different run \(differs in train\.finetune_steps\)"):
+        train_stream(StreamConfig(**SMALL), val, dataclasses.replace(cfg, finetune_steps=3), TINY, checkpoint=ck, resume=True)
+    with pytest.raises(InputError, match=r"feed\.stream\.seed"):
+        train_stream(StreamConfig(**SMALL, seed=9), val, cfg, TINY, checkpoint=ck, resume=True)
+    # The same run resumes.
+    assert train_stream(StreamConfig(**SMALL), val, cfg, TINY, checkpoint=ck, resume=True).card["training"]["finished"]
