@@ -73,29 +73,29 @@ class Segment:
     flux: float
 
 
+def _header_number(direct, name: str, *, positive: bool = True) -> float | None:
+    """Keyword `name` of the direct image (SCI header, then primary) as a finite number (> 0 if `positive`), or None."""
+    for h in (direct.fits["SCI"].read_header(), direct.fits[0].read_header()):
+        if name in h and h[name] is not None and str(h[name]).strip() != "":
+            try:
+                value = float(h[name])
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(value) and (value > 0 or not positive):
+                return value
+    return None
+
+
 def photflam(direct) -> float:
     """Flat f_lambda [erg/s/cm2/Angstrom] giving 1 e-/s in the direct image, from its keywords.
 
     ``PHOTFLAM`` (SCI, then primary header); else ``ABZP`` [AB mag of 1 e-/s] with
     ``PHOTPLAM`` [Angstrom]. `InputError` naming the file if neither is there.
     """
-    headers = (direct.fits["SCI"].read_header(), direct.fits[0].read_header())
-
-    def key(name):
-        for h in headers:
-            if name in h and h[name] is not None and str(h[name]).strip() != "":
-                try:
-                    value = float(h[name])
-                except (TypeError, ValueError):
-                    continue
-                if np.isfinite(value) and value > 0:
-                    return value
-        return None
-
-    value = key("PHOTFLAM")
+    value = _header_number(direct, "PHOTFLAM")
     if value is not None:
         return value
-    zp, pivot = key("ABZP"), key("PHOTPLAM")
+    zp, pivot = _header_number(direct, "ABZP"), _header_number(direct, "PHOTPLAM")
     if zp is not None and pivot is not None:
         return 10.0 ** (-0.4 * (zp + 48.6)) * _C_AA_S / pivot**2
     msg = f"{direct.path}: HDU SCI has no PHOTFLAM (nor ABZP with PHOTPLAM): cannot turn the direct image's e-/s into the contamination model's f_lambda"
@@ -108,15 +108,11 @@ def direct_zeropoint(direct) -> float:
     `InputError` naming the file if neither is there (the second pass selects its
     neighbours by magnitude).
     """
-    for h in (direct.fits["SCI"].read_header(), direct.fits[0].read_header()):
-        if "ABZP" in h:
-            try:
-                return float(h["ABZP"])
-            except (TypeError, ValueError):
-                pass
-    headers = (direct.fits["SCI"].read_header(), direct.fits[0].read_header())
-    pivot = next((float(h["PHOTPLAM"]) for h in headers if "PHOTPLAM" in h), None)
-    if pivot is None or not pivot > 0:
+    zp = _header_number(direct, "ABZP", positive=False)
+    if zp is not None:
+        return zp
+    pivot = _header_number(direct, "PHOTPLAM")
+    if pivot is None:
         msg = f"{direct.path}: HDU SCI has no ABZP (nor PHOTPLAM with PHOTFLAM): cannot select the bright neighbours of the second pass by magnitude"
         raise InputError(msg)
     return float(-2.5 * np.log10(photflam(direct) * pivot**2 / _C_AA_S) - 48.6)

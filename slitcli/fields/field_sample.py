@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slitcli.errors import ConfigError, InputError
+from slitcli.errors import InputError
 from slitcli.fields.cutout import CutoutConfig
 from slitcli.fields.cutter import FieldCutter
 from slitcli.instrument import sensitivity
-from slitcli.io.samplefile import CONTAMINATION, band_cards, mask_bad_pixels, subtract_contamination
+from slitcli.io.samplefile import band_cards, check_contamination, mask_bad_pixels, subtract_contamination
 
 __all__ = ["FieldSample"]
 
@@ -52,9 +52,7 @@ class FieldSample:
     """
 
     def __init__(self, exposure_paths, catalog_path, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None, bands=None, shape=None, contamination: str = "ignore"):
-        if contamination not in CONTAMINATION:
-            msg = f"contamination must be one of {', '.join(CONTAMINATION)}, got {contamination!r}"
-            raise ConfigError(msg)
+        check_contamination(contamination)
         config = config or CutoutConfig()
         if shape is not None:
             config = dataclasses.replace(config, cutout_height=int(shape[0]), cutout_width=int(shape[1]))

@@ -34,7 +34,7 @@ from slitcli.io.files import check_output_path, output_error, publish, temporary
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, data_unit_bytes, short_description, software_cards, write_checksums
 from slitcli.io.layout import DQ_DO_NOT_USE, BandLayout
 
-__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels", "subtract_contamination", "FCONTAM", "CONTAMINATION"]
+__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels", "subtract_contamination", "check_contamination", "FCONTAM", "CONTAMINATION"]
 
 
 def _card(name, value, comment):
@@ -272,6 +272,14 @@ FCONTAM = 0.2
 CONTAMINATION = ("ignore", "subtract")
 
 
+def check_contamination(mode: str) -> str:
+    """`mode` if it is one of `CONTAMINATION`, else a `ConfigError`."""
+    if mode not in CONTAMINATION:
+        msg = f"contamination must be one of {', '.join(CONTAMINATION)}, got {mode!r}"
+        raise ConfigError(msg)
+    return mode
+
+
 def subtract_contamination(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, contam: np.ndarray, fcontam: float = FCONTAM) -> None:
     """Subtract the contamination model from cutouts [n, bands, ny, nx] in place, as grizli does.
 
@@ -311,12 +319,9 @@ class SampleReader:
     """
 
     def __init__(self, path: str | Path, bands: tuple[str, ...] | None = None, shape: tuple[int, int] | None = None, contamination: str = "ignore"):
-        if contamination not in CONTAMINATION:
-            msg = f"contamination must be one of {', '.join(CONTAMINATION)}, got {contamination!r}"
-            raise ConfigError(msg)
+        self.contamination = check_contamination(contamination)
         self.path = Path(path)
         self.bad_pixels = 0
-        self.contamination = contamination
         if not self.path.is_file():
             msg = f"{self.path}: {'is a directory, not a sample file' if self.path.is_dir() else 'file not found'}"
             raise InputError(msg)

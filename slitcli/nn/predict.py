@@ -186,6 +186,7 @@ def predict_sample(
     rows = []
     sources = reader.sources()
     snr_columns = sample_band_columns(reader, bundle.bands[gi])
+    grid = z_grid() if config.pdf else None
     for start, sci, err, dq in reader.iter_chunks(config.batch_size):
         torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
         x = torch.from_numpy(normalise(sci, scales)).to(device)
@@ -198,7 +199,7 @@ def predict_sample(
         zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
         columns = {**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}
         if config.pdf:
-            columns["ZPDF"] = predictive_pdf(stats["Z"], stats["ZERR"], z_grid(), bundle.tail_dof).astype(np.float32)
+            columns["ZPDF"] = predictive_pdf(stats["Z"], stats["ZERR"], grid, bundle.tail_dof).astype(np.float32)
         rows.append(Table(columns))
         if progress:
             progress(start + len(sci), reader.n)
