@@ -57,6 +57,9 @@ def predict(
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda (cnn).", metavar="DEVICE"),
     pdf: bool = typer.Option(False, "--pdf", help="Also write each source's p(z) on a grid uniform in ln(1+z) (step 0.0004, z = 0-2) as the ZGRID and ZPDF HDUs of a FITS catalogue (qp's interp ensemble; docs/formats.md)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Predict the sample files on a local Dask cluster of N processes, one file per task (rows still in input order). [default: here, one after another]", metavar="N", min=1, show_default=False),
+    scheduler: str = typer.Option(None, "--scheduler", help="Predict the sample files on this Dask scheduler (tcp://host:port). [default: $DASK_SCHEDULER_ADDRESS]", metavar="ADDRESS", show_default=False),
+    per_file: Path = typer.Option(None, "--per-file", help="Also keep one catalogue per input in this directory (<input name> with -o's extension, TASKID recorded): a re-run reads those instead of predicting again, so a survey run restarts where it stopped.", metavar="DIR", show_default=False),
     allow_duplicate_ids: bool = typer.Option(False, "--allow-duplicate-ids", help="Accept inputs that share SOURCE_IDs (refused by default); rows are then told apart by INPUT_FILE and SOURCE_ID."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     quiet: bool = QUIET,
@@ -71,13 +74,17 @@ def predict(
       slitcli predict exposures/*.fits --method template -o z_template.ecsv
 
       slitcli predict field/exposure_*.fits --catalog field/catalog.fits --direct field/direct.fits -o z.ecsv
-    """
-    with command(quiet, verbose):
-        import numpy as np
 
+      slitcli predict samples/*.fits --workers 2 --per-file z/ -o z.ecsv
+    """
+    if catalog is not None and (workers is not None or scheduler is not None or per_file is not None):
+        raise typer.BadParameter("exposures with --catalog are one task: run them here, or give sample files", param_hint="'--workers' / '--scheduler' / '--per-file'")
+    with command(quiet, verbose):
         from slitcli.io.catalog import catalog_format, write_catalog
         from slitcli.io.files import check_output_path
-        from slitcli.io.sourceid import check_unique_source_ids, input_names, stack_inputs
+        from slitcli.io.sourceid import check_unique_source_ids, input_names
+        from slitcli.parallel import Executor, scheduler_address
+        from slitcli.routes import Route, catalog_table, predict_files
 
         if catalog_format(output) != "fits" and pdf:
             raise typer.BadParameter("redshift PDFs go to a FITS catalogue (-o z.fits); ECSV keeps the point columns", param_hint="--pdf")
@@ -89,69 +96,43 @@ def predict(
             raise typer.BadParameter("the template route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
         check_output_path(output, overwrite, inputs=[*inputs, *field_inputs])
-        if method is Method.template:
-            from slitcli.classic.template_fit import TemplateFitConfig, check_template_inputs, fit_sample
-            from slitcli.classic.template_fit import catalog_meta as template_meta
-
-            fit_cfg = TemplateFitConfig()
-            if catalog is None:
-                check_template_inputs(inputs)
-            meta = template_meta(fit_cfg)
-            bands, shape = ("GV", "GI"), None
-
-            def run(sample, progress):
-                return fit_sample(sample, fit_cfg, bands, batch_size=min(batch_size, 16), pdf=pdf, progress=progress)
-        else:
-            from slitcli.nn.modelfile import load_model
-            from slitcli.nn.predict import PredictConfig, catalog_meta, check_inputs, predict_sample
-
-            cfg = PredictConfig(n_mc=n_mc, batch_size=batch_size, seed=seed, device=device, pdf=pdf)
-            bundle = load_model(model)
-            if catalog is None:
-                check_inputs(bundle, inputs)
-            meta = catalog_meta(bundle, cfg)
-            bands, shape = bundle.bands, bundle.shape
-            log.debug("model %s (%s), device %s", bundle.name, bundle.path, meta["DEVICE"])
-
-            def run(sample, progress):
-                return predict_sample(bundle, sample, cfg, progress=progress)
-
-        from slitcli.io.samplefile import SampleReader
-
-        tables = []
+        route = Route(method.value, str(model) if model is not None else None, n_mc, batch_size, seed, device, pdf, contam.value)
+        meta = route.meta()
+        log.debug("%s route, device %s", method.value, meta.get("DEVICE", "cpu"))
         with progress_bar(quiet) as bar:
             if catalog is not None:
                 from slitcli.fields.field_sample import FieldSample
 
                 task = bar.add_task(f"{method.value}: {catalog.name}", total=None)
-                with FieldSample(inputs, catalog, direct_path=direct, instrument_path=instrument, refine_mag=refine_mag if refine else None, bands=bands, shape=shape, contamination=contam.value) as sample:
+                with FieldSample(inputs, catalog, direct_path=direct, instrument_path=instrument, refine_mag=refine_mag if refine else None, bands=route.bands, shape=route.shape, contamination=contam.value) as sample:
                     if sample.n_skipped:
                         log.info("%d catalogue sources lie on no exposure: left out", sample.n_skipped)
-                    tables.append(run(sample, lambda d, n: bar.update(task, completed=d, total=n)))
-                    tables[0].meta.update({"CONTMODL": sample.contamination_model, "NSKIPPED": sample.n_skipped})
-                table_paths = [catalog]
+                    table = route.predict(sample, lambda d, n: bar.update(task, completed=d, total=n))
+                    table.meta["CONTMODL"] = sample.contamination_model
+                    extra = {"INPUTS": ",".join(input_names(inputs)), "CATALOG": catalog.name, "DIRECTIM": direct.name if direct else "", "NSKIPPED": sample.n_skipped}
+                table = catalog_table([table], [catalog], route, extra)
             else:
+                route.check(inputs)
                 if not allow_duplicate_ids:
                     check_unique_source_ids(inputs)
-                for path in inputs:
-                    task = bar.add_task(f"{method.value}: {path.name}", total=None)
-                    with SampleReader(path, bands, shape, contamination=contam.value) as sample:
-                        tables.append(run(sample, lambda d, n, t=task: bar.update(t, completed=d, total=n)))
-                        tables[-1].meta["CONTMODL"] = sample.contamination_model
-                table_paths = inputs
-        bad_pixels = sum(t.meta.pop("NBADPIX", 0) for t in tables)  # summed here, not merged by vstack
-        models = sorted({t.meta.pop("CONTMODL") for t in tables})
-        table = stack_inputs(tables, table_paths)  # with INPUT_FILE: the input each row came from
-        table.meta.update({**meta, "INPUTS": ",".join(input_names(inputs)), "NBADPIX": bad_pixels})
-        # CONTMODL: the inputs' contamination model(s); CONTAM: what was done with it.
-        table.meta.update({"CONTMODL": ",".join(models), "CONTAM": contam.value.upper() if models != ["NONE"] else "NONE"})
-        if catalog is not None:
-            table.meta.update({"CATALOG": catalog.name, "DIRECTIM": direct.name if direct else "", "NSKIPPED": tables[0].meta.get("NSKIPPED", 0)})
-        log_bad_pixels(bad_pixels)
-        grid = None
-        if pdf:
-            from slitcli.io.zpdf import z_grid
-
-            grid = np.expm1(fit_cfg.grid()) if method is Method.template else z_grid()
-        write_catalog(table, output, overwrite=overwrite, pdf_grid=grid)
+                suffix = ".fits" if catalog_format(output) == "fits" else ".ecsv"
+                with Executor(workers, scheduler_address(scheduler)) as executor:
+                    progress = _file_bar(bar, method.value, len(inputs) if executor.distributed else None)
+                    tables = predict_files(route, inputs, executor, per_file=per_file, suffix=suffix, overwrite=overwrite, progress=progress)
+                table = catalog_table(tables, inputs, route)
+        log_bad_pixels(table.meta["NBADPIX"])
+        write_catalog(table, output, overwrite=overwrite, pdf_grid=route.pdf_grid())
         log.info("wrote %d redshifts to %s (%s; contamination: %s)", len(table), output, method.value, table.meta["CONTAM"].lower())
+
+
+def _file_bar(bar, method: str, n_files: int | None):
+    """progress(done, total, path) of `predict_files`: a bar per file here, one bar of `n_files` files on Dask."""
+    tasks = {}
+
+    def progress(done, total, path):
+        key = path if n_files is None else "files"
+        if key not in tasks:
+            tasks[key] = bar.add_task(f"{method}: {path.name}" if n_files is None else f"{method}: files", total=n_files)
+        bar.update(tasks[key], completed=done, total=total)
+
+    return progress

@@ -42,7 +42,9 @@ def simulate(
     size: str = typer.Option(None, "--size", help="Field detector region [pixels]: N for N x N, or NXxNY; at most 9232 per side (9216x9232 is a full CSST chip). [default: 2048]", metavar="PIX", show_default=False),
     density: float = typer.Option(None, "--density", help="Field sources per arcmin2. [default: galaxy number counts to --mag-max, 15.8 for i < 23.5]", metavar="N", min=0.0, show_default=False),
     dither: float = typer.Option(None, "--dither", help="Largest pointing offset between a field's exposures [pixels]. [default: 5]", metavar="PIX", min=0.0, show_default=False),
-    workers: int = typer.Option(1, "--workers", "-j", help="Worker processes (worker threads with --field).", metavar="N", min=1),
+    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (worker threads with --field); with --shards, a local Dask cluster of N processes, one shard at a time each. [default: 1]", metavar="N", min=1, show_default=False),
+    shards: int = typer.Option(None, "--shards", help="Split the run into N files (or N adjacent fields with --field) in directory -o, each with its own seed (SeedSequence.spawn of --seed) and SOURCE_IDs; a re-run skips the shards already written (docs/scaling.md).", metavar="N", min=1, show_default=False),
+    scheduler: str = typer.Option(None, "--scheduler", help="With --shards: run them on this Dask scheduler (tcp://host:port) instead of here. [default: $DASK_SCHEDULER_ADDRESS]", metavar="ADDRESS", show_default=False),
     engine: Engine = typer.Option(Engine.numba, "--engine", help="Renderer: the Numba kernel, or the Torch convolution (same sources and noiseless images, its own noise draws; docs/simulate.md)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = QUIET,
@@ -61,15 +63,21 @@ def simulate(
       slitcli simulate --hsc cat.fits --desi seds.fits -o sample.fits
 
       slitcli simulate --field --size 2048 --seed 1 -o field/
+
+      slitcli simulate -n 100000 --shards 100 --workers 2 -o mock/
     """
     if (hsc is None) != (desi is None):
         raise typer.BadParameter("--hsc and --desi go together: give both, or neither for the embedded data", param_hint="'--hsc' / '--desi'")
     if first_id is not None and hsc is not None:
         raise typer.BadParameter("numbers the embedded population; with --hsc/--desi SOURCE_ID is the images' object_id", param_hint="'--first-id'")
+    if scheduler is not None and shards is None:
+        raise typer.BadParameter("runs shards on a Dask cluster: give --shards too", param_hint="'--scheduler'")
     if field:
         _check_field_options(size, n, zeroth_order, wavelength_shift, engine, first_id)
+        if shards is not None and hsc is not None:
+            raise typer.BadParameter("sharded fields draw the embedded population: leave out --hsc/--desi", param_hint="'--shards'")
         with command(quiet, verbose):
-            _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, isolate, instrument, config, bands, noiseless, mag_max, first_id, size, density, dither, workers, overwrite, quiet)
+            _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, isolate, instrument, config, bands, noiseless, mag_max, first_id, size, density, dither, workers, overwrite, quiet, shards, scheduler)
         return
     for value, option in ((size, "--size"), (density, "--density"), (dither, "--dither")):
         if value is not None:
@@ -81,7 +89,8 @@ def simulate(
         from slitcli.sim.population import PopulationProvider
         from slitcli.sim.simulate import SimulateConfig, write_sample
 
-        check_output_path(output, overwrite, inputs=(hsc, desi, instrument, config))
+        if shards is None:
+            check_output_path(output, overwrite, inputs=(hsc, desi, instrument, config))
         inst = load_instrument(instrument)
         cfg = from_mapping(SimulateConfig, load_yaml(config), str(config)) if config else SimulateConfig()
         cfg = with_changes(
@@ -111,9 +120,22 @@ def simulate(
             log.info(f"matched {m.image_rows.size} of {m.n_images} images to {m.n_spectra} spectra {how}; {m.n_unmatched_images} images unmatched")
             provenance["HSCFILE"] = (hsc.name, "Input images file")
             provenance["DESIFILE"] = (desi.name, "Input spectra file")
+        if shards is not None:
+            from slitcli.parallel import Executor, file_identity, scheduler_address
+            from slitcli.sim.shards import run_sample_shards
+
+            provider_id = "embedded" if hsc is None else [file_identity(hsc), file_identity(desi), match.value, match_radius, hsc_psf_fwhm, isolate]
+            with progress_bar(quiet) as bar, Executor(workers, scheduler_address(scheduler)) as executor:
+                task = bar.add_task("simulating shards", total=shards)
+                run = run_sample_shards(
+                    output, provider, total, shards, inst, cfg, seed, first_id=getattr(provider, "first_id", None), engine=engine.value, provenance=provenance,
+                    provider_id=provider_id, executor=executor, overwrite=overwrite, inputs=(hsc, desi, instrument, config), progress=lambda d, k: bar.update(task, completed=d, total=k),
+                )
+            log.info(f"wrote {run.written} shards of {total} sources in all to {output} ({run.skipped} done before, skipped)")
+            return
         with progress_bar(quiet) as bar:
             task = bar.add_task("simulating", total=total)
-            path = write_sample(output, provider, total, inst, cfg, seed, provenance=provenance, overwrite=overwrite, workers=workers, engine=engine.value, progress=lambda done: bar.update(task, completed=done))
+            path = write_sample(output, provider, total, inst, cfg, seed, provenance=provenance, overwrite=overwrite, workers=workers or 1, engine=engine.value, progress=lambda done: bar.update(task, completed=done))
         log.info(f"wrote {total} sources to {path} (bands {', '.join(cfg.bands)})")
 
 
@@ -149,7 +171,7 @@ def _check_field_options(size, n, zeroth_order, wavelength_shift, engine, first_
             raise typer.BadParameter(f"not with --field: {why}", param_hint=f"'{option}'")
 
 
-def _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, isolate, instrument, config, bands, noiseless, mag_max, first_id, size, density, dither, workers, overwrite, quiet) -> None:
+def _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, isolate, instrument, config, bands, noiseless, mag_max, first_id, size, density, dither, workers, overwrite, quiet, shards=None, scheduler=None) -> None:
     """`slitcli simulate --field`: draw or read the sources, then write the field directory."""
     from slitcli.config import from_mapping, load_yaml, with_changes
     from slitcli.instrument import load_instrument
@@ -171,10 +193,22 @@ def _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, 
         population=with_changes(cfg.population, "--mag-max", mag_i_max=mag_max) if mag_max is not None else None,
     )
     inputs = (hsc, desi, instrument, config)
-    check_output_path(output, overwrite, inputs, directory=True, files=field_file_names(inst, cfg))
     inst.imaging_band(cfg.imaging)
     for name in cfg.bands:
         inst.band(name)
+    if shards is not None:
+        from slitcli.parallel import Executor, scheduler_address
+        from slitcli.sim.shards import run_field_shards
+
+        with progress_bar(quiet) as bar, Executor(workers, scheduler_address(scheduler)) as executor:
+            task = bar.add_task("simulating fields", total=shards)
+            run = run_field_shards(
+                output, shards, inst, cfg, seed, first_id=1 if first_id is None else first_id, instrument_file=str(instrument) if instrument else "default",
+                executor=executor, overwrite=overwrite, inputs=inputs, progress=lambda d, k: bar.update(task, completed=d, total=k),
+            )
+        log.info(f"wrote {run.written} fields ({run.n_sources} sources) to {output} ({run.skipped} done before, skipped)")
+        return
+    check_output_path(output, overwrite, inputs, directory=True, files=field_file_names(inst, cfg))
     with progress_bar(quiet) as bar:
         if hsc is None:
             task = bar.add_task("drawing sources", total=None)
@@ -189,7 +223,7 @@ def _simulate_field(output, seed, hsc, desi, match, match_radius, hsc_psf_fwhm, 
         task = bar.add_task("simulating field", total=None)
         summary = write_field(
             output, sources, inst, cfg, seed, instrument_file=str(instrument) if instrument else "default", n_outside=n_outside,
-            overwrite=overwrite, inputs=inputs, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            overwrite=overwrite, inputs=inputs, workers=workers or 1, progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     n_exp = len(summary.files) - 2
     log.info(f"wrote {summary.n_sources} sources ({cfg.density:.1f} per arcmin2 over {summary.geometry.area_arcmin2:.2f} arcmin2), direct.fits, catalog.fits and {n_exp} exposures of {cfg.nx} x {cfg.ny} pixels to {summary.path}")

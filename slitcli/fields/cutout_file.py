@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import SlitcliError
+from slitcli.errors import InputError, SlitcliError
 from slitcli.fields.cutout import CutoutConfig
 from slitcli.fields.cutter import FieldCutter
 from slitcli.instrument import sensitivity
@@ -116,7 +116,7 @@ def _write_headers(f, n, instrument, instfile, config, layouts, band_exposures, 
         add_checksum_cards(f["DIRECT"])
 
 
-def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None, overwrite: bool = False, progress=None) -> CutoutSummary:
+def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, instrument_path=None, config: CutoutConfig | None = None, refine_mag: float | None = None, overwrite: bool = False, progress=None, cards: dict | None = None) -> CutoutSummary:
     """Cut every catalogue source's band cutouts from the exposures, combine them and write a sample file.
 
     Parameters
@@ -137,6 +137,8 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
         With a direct image: the contamination model's second pass for segments brighter
         than this AB magnitude (`slitcli.fields.contamination.FieldModel.refine`).
     progress : callable(done, total), optional
+    cards : dict, optional
+        More primary-header cards, ``{name: (value, comment)}`` (``TASKID``: `write_field_cutouts`).
 
     Returns
     -------
@@ -157,6 +159,7 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
         }
         if cutter.refine_mag is not None and cutter.direct is not None:
             provenance["REFMAG"] = (float(cutter.refine_mag), "[AB mag] Second pass: segments brighter refitted")
+        provenance.update(cards or {})
         tmp = temporary_path(output)
         f = None
         try:
@@ -197,3 +200,63 @@ def write_cutouts(exposure_paths, catalog_path, output, *, direct_path=None, ins
         return CutoutSummary(output, n, cutter.n_skipped, partial, cutter.bands)
     finally:
         cutter.close()
+
+
+def field_files(directory) -> tuple[list[Path], Path, Path | None]:
+    """(exposures, catalogue, direct image or None) of a field directory from ``slitcli simulate --field``."""
+    directory = Path(directory)
+    exposures = sorted(directory.glob("exposure_*.fits"))
+    catalog, direct = directory / "catalog.fits", directory / "direct.fits"
+    if not exposures or not catalog.is_file():
+        msg = f"{directory}: expected a field directory with exposure_*.fits and catalog.fits (slitcli simulate --field)"
+        raise InputError(msg)
+    return exposures, catalog, direct if direct.is_file() else None
+
+
+def write_field_cutouts(directories, output_dir, *, executor, instrument_path=None, refine_mag: float | None = None, overwrite: bool = False, progress=None) -> list[Path]:
+    """Cut each field directory into `output_dir`/<field name>.fits, one unit of work per field, on `executor`.
+
+    The units (`write_cutouts` with its direct image when the field has one) are pure: a
+    field's file does not depend on the others or on the workers. A file already there
+    with the same ``TASKID`` (a digest of the field's files, names and sizes, and the
+    options) is skipped, one with another is refused unless `overwrite`.
+    `progress(done, total)` counts fields. Returns the files in the order of `directories`.
+    """
+    from slitcli.errors import OutputExistsError
+    from slitcli.io.files import make_directory
+    from slitcli.parallel import Task, file_identity, read_task_id, task_id
+
+    output_dir = Path(output_dir)
+    directories = [Path(d) for d in directories]
+    outputs = [output_dir / f"{d.resolve().name}.fits" for d in directories]
+    if len(set(outputs)) < len(outputs):
+        msg = f"two field directories share a name; their cutouts would both be {output_dir}/<name>.fits"
+        raise InputError(msg)
+    check_output_path(output_dir, True, [*directories, instrument_path], directory=True)
+    units = []
+    for d, out in zip(directories, outputs):
+        exposures, catalog, direct = field_files(d)
+        digest = task_id(exposures=[file_identity(p) for p in exposures], catalog=file_identity(catalog), direct=file_identity(direct), instrument=file_identity(instrument_path), refine_mag=refine_mag)
+        replace = overwrite
+        if out.exists() and not overwrite:
+            found = read_task_id(out)
+            if found == digest:
+                continue
+            msg = f"{out} was made from other inputs or options (TASKID {found or 'missing'}, this run's {digest}); remove it, or pass --overwrite"
+            raise OutputExistsError(msg)
+        cards = {"TASKID": (digest, "Digest of the field's inputs (skip if equal)")}
+        kwargs = {"direct_path": direct, "instrument_path": instrument_path, "refine_mag": refine_mag if direct is not None else None, "overwrite": replace, "cards": cards}
+        units.append(Task(str(d), _cut_field, (exposures, catalog, out), kwargs))
+    make_directory(output_dir)
+    done = len(directories) - len(units)
+    if progress is not None:
+        progress(done, len(directories))
+    for _ in executor.map(units):
+        done += 1
+        if progress is not None:
+            progress(done, len(directories))
+    return outputs
+
+
+def _cut_field(exposures, catalog, output, **kwargs) -> int:
+    return write_cutouts(exposures, catalog, output, **kwargs).n

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from slitcli.errors import OutputError, OutputExistsError, SlitcliError
 
-__all__ = ["atomic_output", "check_output_path", "output_directory", "output_error", "publish", "temporary_path"]
+__all__ = ["atomic_output", "check_output_path", "make_directory", "output_directory", "output_error", "publish", "temporary_path"]
 
 # link() errors of file systems without hard links (FAT, some network and FUSE mounts).
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
@@ -255,3 +255,18 @@ def output_directory(path: str | Path):
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def make_directory(path: str | Path) -> Path:
+    """Make directory `path` and its parents if missing (kept afterwards: it receives a run's shards).
+
+    `OutputError` if it exists as something else or cannot be made.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(path, "exists and is not a directory; expected a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(path, err) from None
+    return path

@@ -169,6 +169,7 @@ def write_field(
     inputs=(),
     workers: int = 1,
     progress=None,
+    cards: dict | None = None,
 ) -> FieldSummary:
     """Simulate a field of `sources` (sky positions set) and write it into directory `path`.
 
@@ -187,6 +188,9 @@ def write_field(
         Worker threads rendering sources.
     progress : callable(done, total), optional
         Called as sources are prepared and rendered.
+    cards : dict, optional
+        More primary-header cards of catalog.fits, ``{name: (value, comment)}`` (a shard's
+        provenance, `slitcli.sim.shards`).
 
     Returns
     -------
@@ -235,7 +239,7 @@ def write_field(
     with output_directory(path), contextlib.ExitStack() as stack:
         tmp = {name: stack.enter_context(atomic_output(path / name, overwrite)) for name in names}
         write_direct_file(tmp["direct.fits"], prepared, geometry, instrument, imaging, instrument_file, config, seed, workers, tick)
-        write_catalog_file(tmp["catalog.fits"], prepared, geometry, instrument, imaging, instrument_file, config, seed, n_outside)
+        write_catalog_file(tmp["catalog.fits"], prepared, geometry, instrument, imaging, instrument_file, config, seed, n_outside, cards)
         n_exp = n_exposures(instrument, config)
         for j, ((band_name, k), (cards, offset)) in enumerate(geometry.exposures.items()):
             band = instrument.band(band_name)

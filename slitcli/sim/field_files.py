@@ -221,7 +221,7 @@ def write_direct_file(path, prepared, geometry: FieldGeometry, instrument, imagi
     write_checksums(path)
 
 
-def write_catalog_file(path, prepared, geometry, instrument, imaging, instrument_file, config, seed, n_outside) -> None:
+def write_catalog_file(path, prepared, geometry, instrument, imaging, instrument_file, config, seed, n_outside, cards: dict | None = None) -> None:
     wcs = wcs_from_cards(geometry.direct)
     x, y = world_to_pixel(wcs, [p.source.ra_deg for p in prepared], [p.source.dec_deg for p in prepared])
     zp = imaging_zeropoint(instrument, imaging)[0]
@@ -246,6 +246,7 @@ def write_catalog_file(path, prepared, geometry, instrument, imaging, instrument
         _card("FIELDDEC", config.dec_deg, "[deg] Dec of the field centre"),
         _card("DIRECT", "direct.fits", "Direct image whose WCS gives X_DIRECT, Y_DIRECT"),
         _card("XYORIGIN", 1, "X_DIRECT, Y_DIRECT are 1-based (FITS pixels)"),
+        *(_card(name, value, comment) for name, (value, comment) in (cards or {}).items()),
     ]
     with fitsio.FITS(str(path), "rw", clobber=True) as f:
         _primary(f, primary, config)

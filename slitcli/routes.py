@@ -1,0 +1,241 @@
+"""The prediction routes over input files: one unit of work per sample file.
+
+A `Route` is the resolved choice of ``slitcli predict``: the CNN (a model directory,
+its Monte Carlo settings) or the template fit, and what to do with modelled
+contamination. `predict_file` runs it on one sample file, a pure unit of work: its
+rows depend only on the file and the route (the CNN's dropout masks come from the
+route's seed and each batch's first row, `slitcli.nn.predict.predict_sample`), never on
+the other files or on which worker ran it. `predict_files` runs the units here or on
+Dask (`slitcli.parallel.Executor`), optionally keeping one catalogue per input in a
+directory (``--per-file``) that a re-run reuses, and stacks the rows in input order.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from slitcli.errors import InputError, OutputExistsError
+from slitcli.parallel import Task, file_identity, read_task_id, task_id
+
+__all__ = ["Route", "predict_file", "predict_files", "catalog_table"]
+
+
+@functools.lru_cache(maxsize=4)
+def _bundle(path: str | None):
+    """The model of directory `path` (None: the shipped one), loaded once per process."""
+    from slitcli.nn.modelfile import load_model
+
+    return load_model(path)
+
+
+@dataclass(frozen=True)
+class Route:
+    """How to predict: ``method`` "cnn" (model directory ``model``, None for the shipped one) or "template".
+
+    ``contamination`` is "subtract" or "ignore" (`slitcli.io.samplefile.SampleReader`);
+    ``pdf`` adds the ``ZPDF`` column. The other fields are the CNN's (`slitcli.nn.predict.PredictConfig`).
+    """
+
+    method: str = "cnn"
+    model: str | None = None
+    n_mc: int = 100
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    pdf: bool = False
+    contamination: str = "subtract"
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return tuple(_bundle(self.model).bands) if self.method == "cnn" else ("GV", "GI")
+
+    @property
+    def shape(self):
+        return _bundle(self.model).shape if self.method == "cnn" else None
+
+    def _fit_config(self):
+        from slitcli.classic.template_fit import TemplateFitConfig
+
+        return TemplateFitConfig()
+
+    def _predict_config(self):
+        from slitcli.nn.predict import PredictConfig
+
+        return PredictConfig(n_mc=self.n_mc, batch_size=self.batch_size, seed=self.seed, device=self.device, pdf=self.pdf)
+
+    def meta(self) -> dict:
+        """The catalogue's provenance keys for this route."""
+        if self.method == "template":
+            from slitcli.classic.template_fit import catalog_meta
+
+            return catalog_meta(self._fit_config())
+        from slitcli.nn.predict import catalog_meta
+
+        return catalog_meta(_bundle(self.model), self._predict_config())
+
+    def check(self, paths) -> None:
+        """Refuse sample files this route cannot read (bands, cutout size, DIRECT stamps), naming the file."""
+        if self.method == "template":
+            from slitcli.classic.template_fit import check_template_inputs
+
+            check_template_inputs(paths)
+        else:
+            from slitcli.nn.predict import check_inputs
+
+            check_inputs(_bundle(self.model), paths)
+
+    def pdf_grid(self) -> np.ndarray | None:
+        """The redshift grid of the ``ZPDF`` column, or None without ``pdf``."""
+        if not self.pdf:
+            return None
+        if self.method == "template":
+            return np.expm1(self._fit_config().grid())
+        from slitcli.io.zpdf import z_grid
+
+        return z_grid()
+
+    def predict(self, sample, progress=None) -> Table:
+        """The rows of one open sample (`SampleReader` or `slitcli.fields.field_sample.FieldSample`)."""
+        if self.method == "template":
+            from slitcli.classic.template_fit import fit_sample
+
+            return fit_sample(sample, self._fit_config(), self.bands, batch_size=min(self.batch_size, 16), pdf=self.pdf, progress=progress)
+        from slitcli.nn.predict import predict_sample
+
+        return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)
+
+
+def predict_file(route: Route, path, progress=None) -> Table:
+    """Predict every source of sample file `path`; the unit of work of ``slitcli predict``.
+
+    The table's meta holds ``NBADPIX`` and ``CONTMODL`` (the file's contamination model).
+    """
+    from slitcli.io.samplefile import SampleReader
+
+    with SampleReader(path, route.bands, route.shape, contamination=route.contamination) as sample:
+        table = route.predict(sample, progress)
+        table.meta["CONTMODL"] = sample.contamination_model
+    return table
+
+
+def catalog_table(tables: list[Table], paths, route: Route, meta: dict | None = None) -> Table:
+    """The catalogue of the units' `tables` (one per input of `paths`, same order).
+
+    Rows stacked with ``INPUT_FILE``; meta: the route's provenance, ``INPUTS``, the summed
+    ``NBADPIX``, the inputs' ``CONTMODL`` and what was done with it (``CONTAM``), then `meta`.
+    """
+    from slitcli.io.sourceid import input_names, stack_inputs
+
+    tables = [t.copy(copy_data=False) for t in tables]
+    bad_pixels = sum(t.meta.pop("NBADPIX", 0) for t in tables)  # summed here, not merged by vstack
+    models = sorted({t.meta.pop("CONTMODL", "NONE") for t in tables})
+    table = stack_inputs(tables, paths)
+    table.meta.clear()
+    table.meta.update({**route.meta(), "INPUTS": ",".join(input_names(paths)), "NBADPIX": bad_pixels})
+    table.meta.update({"CONTMODL": ",".join(models), "CONTAM": route.contamination.upper() if models != ["NONE"] else "NONE"})
+    table.meta.update(meta or {})
+    return table
+
+
+def _file_task(route: Route, path: Path) -> str:
+    fields = asdict(route)
+    fields["device"] = route.meta().get("DEVICE", "cpu")  # "auto" resolved: CPU and GPU rows may differ
+    return task_id(route=fields, model=route.meta().get("MODELSHA"), input=file_identity(path))
+
+
+def _read_unit(path: Path, route: Route) -> Table:
+    """A per-file catalogue read back as the unit's table (no INPUT_FILE, the unit's meta only)."""
+    from slitcli.io.catalog import read_catalog
+
+    table = read_catalog(path)
+    if route.pdf:
+        from slitcli.io.zpdf import read_zpdf
+
+        found = read_zpdf(path)
+        if found is None:
+            msg = f"{path}: per-file catalogue without its ZPDF HDU; remove it or pass --overwrite"
+            raise InputError(msg)
+        table["ZPDF"] = found[1]
+    table.remove_column("INPUT_FILE")
+    for column in table.columns.values():
+        column.unit = column.description = column.format = None
+    table.meta = {"NBADPIX": table.meta.get("NBADPIX", 0), "CONTMODL": table.meta.get("CONTMODL", "NONE")}
+    return table
+
+
+def _write_unit(route: Route, path: Path, output: Path | None, digest: str, progress=None) -> Table:
+    """Predict `path`; with `output`, also write its own catalogue there (TASKID `digest`)."""
+    table = predict_file(route, path, progress)
+    if output is not None:
+        from slitcli.io.catalog import write_catalog
+
+        single = catalog_table([table], [path], route, {"TASKID": digest})
+        write_catalog(single, output, overwrite=True, pdf_grid=route.pdf_grid())
+    return table
+
+
+def per_file_paths(paths, directory, suffix: str) -> list[Path]:
+    """``directory/<input stem><suffix>`` for each input; refused if two inputs share a stem."""
+    directory = Path(directory)
+    outputs = [directory / f"{Path(p).name.removesuffix('.gz').rsplit('.', 1)[0]}{suffix}" for p in paths]
+    if len(set(outputs)) < len(outputs):
+        seen = {}
+        for p, out in zip(paths, outputs):
+            if out in seen:
+                msg = f"{seen[out]} and {p} would share the per-file catalogue {out}: give the inputs distinct names"
+                raise InputError(msg)
+            seen[out] = p
+    return outputs
+
+
+def predict_files(route: Route, paths, executor, *, per_file=None, suffix: str = ".ecsv", overwrite: bool = False, progress=None) -> list[Table]:
+    """Predict each sample file of `paths` on `executor`; the units' tables in input order.
+
+    Parameters
+    ----------
+    per_file : path, optional
+        Directory that keeps one catalogue per input (``<stem><suffix>``, with ``TASKID``): an
+        existing one of the same task is read instead of predicted, one of another task is
+        refused unless `overwrite`.
+    progress : callable(done, total, file), optional
+        In this process: sources of the current file; on Dask: files done of all.
+    """
+    paths = [Path(p) for p in paths]
+    outputs = [None] * len(paths)
+    if per_file is not None:
+        from slitcli.io.files import check_output_path, make_directory
+
+        check_output_path(per_file, True, paths, directory=True)
+        outputs = per_file_paths(paths, make_directory(per_file), suffix)
+    tables: list[Table | None] = [None] * len(paths)
+    units = []
+    for k, (path, out) in enumerate(zip(paths, outputs)):
+        digest = _file_task(route, path) if out is not None else ""
+        if out is not None and out.exists() and not overwrite:
+            found = read_task_id(out)
+            if found != digest:
+                msg = f"{out} was made from another input or with other settings (TASKID {found or 'missing'}, this run's {digest}); remove it, or pass --overwrite"
+                raise OutputExistsError(msg)
+            tables[k] = _read_unit(out, route)
+            continue
+        kwargs = {}
+        if progress is not None and not executor.distributed:
+            kwargs["progress"] = functools.partial(_file_progress, progress, path)
+        units.append((k, Task(str(path), _write_unit, (route, path, out, digest), kwargs)))
+    done = len(paths) - len(units)
+    for j, table in executor.map([task for _, task in units]):
+        k = units[j][0]
+        tables[k] = table
+        done += 1
+        if progress is not None and executor.distributed:
+            progress(done, len(paths), paths[k])
+    return tables
+
+
+def _file_progress(progress, path, done, total):
+    progress(done, total, path)
