@@ -39,6 +39,8 @@ def train(
       slitcli train train.fits --val val.fits -o models/my-model
 
       slitcli train --stream --steps 30000 --val val.fits -o models/stream-model
+
+      torchrun --standalone --nproc-per-node 2 -m slitcli train train.fits --val val.fits -o models/my-model
     """
     if stream and train_files:
         raise typer.BadParameter("give training sample files or --stream, not both", param_hint="'--stream'")
@@ -52,6 +54,10 @@ def train(
             raise typer.BadParameter("--stream trains by steps: use --steps, or pretrain_steps and finetune_steps under train: in --config", param_hint=f"'{flag}'")
     if pretrain_epochs == 0 and finetune_epochs == 0:
         raise typer.BadParameter("pre-training and fine-tuning cannot both have 0 epochs", param_hint="'--pretrain-epochs'")
+    from slitcli.nn import distributed
+
+    # Under torchrun only rank 0 reports progress; the others show warnings and errors.
+    quiet = quiet or not distributed.is_main()
     with command(quiet, verbose):
         from slitcli.config import from_mapping, load_yaml, with_changes
         from slitcli.errors import ConfigError
@@ -86,29 +92,30 @@ def train(
         stream_cfg = _stream_config(stream_data, cfg, config) if stream else None
         # What can be checked without the data is checked before reading it (minutes, for a large sample).
         model_config(cfg.architecture, **model_opts)
-        init = load_model(init_from) if init_from else None
-        if stream:
-            bundle = _train_from_stream(stream_cfg, cfg, model_opts, val, output, resume, torch_device, init, 1 if workers is None else workers, quiet)
-        else:
-            with progress_bar(quiet) as bar:
-                task = bar.add_task("reading", total=None)
-                tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
-                va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
-                log.info("training on %d sources, validating on %d (SNR_GI >= %g)", len(tr.z), len(va.z), cfg.min_snr)
-                log_bad_pixels(tr.bad_pixels + va.bad_pixels)
-                last = {"val": float("nan")}
+        with distributed.process_group(torch_device) as torch_device:
+            init = load_model(init_from) if init_from else None
+            if stream:
+                bundle = _train_from_stream(stream_cfg, cfg, model_opts, val, output, resume, torch_device, init, 1 if workers is None else workers, quiet)
+            else:
+                with progress_bar(quiet) as bar:
+                    task = bar.add_task("reading", total=None)
+                    tr = concat_train_data([load_train_data(f, cfg.bands, cfg.min_snr, progress=lambda d, n: bar.update(task, completed=d, total=n), keep_err=cfg.augment.noise_scale > 0) for f in train_files])
+                    va = load_train_data(val, cfg.bands, cfg.min_snr, tr.sci.shape[2:])
+                    log.info("training on %d sources, validating on %d (SNR_GI >= %g)", len(tr.z), len(va.z), cfg.min_snr)
+                    log_bad_pixels(tr.bad_pixels + va.bad_pixels)
+                    last = {"val": float("nan")}
 
-                def show(info):
-                    if info.get("done_epoch"):
-                        last["val"] = info["val_sigma_nmad"]
-                        log.info("%s epoch %d/%d: loss %.4f, validation sigma_NMAD %.4f%s", info["phase"], info["epoch"] + 1, info["epochs"], info["loss"], info["val_sigma_nmad"], " (best)" if info["best"] else "")
-                        return
-                    bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
+                    def show(info):
+                        if info.get("done_epoch"):
+                            last["val"] = info["val_sigma_nmad"]
+                            log.info("%s epoch %d/%d: loss %.4f, validation sigma_NMAD %.4f%s", info["phase"], info["epoch"] + 1, info["epochs"], info["loss"], info["val_sigma_nmad"], " (best)" if info["best"] else "")
+                            return
+                        bar.update(task, description=f"{info['phase']} {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.4f} val sNMAD {last['val']:.4f}", completed=info["batch"], total=info["batches"])
 
-                bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
-        bundle.card["name"] = name or output.name
-        save_model(bundle, output, overwrite=overwrite or resume)
-        log.info(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")
+                    bundle = run_train(tr, va, cfg, model_opts, checkpoint=output / "checkpoint.pt", resume=resume, progress=show, device=torch_device, init=init)
+            bundle.card["name"] = name or output.name
+            distributed.on_main(save_model, bundle, output, overwrite=overwrite or resume)  # the other ranks wait
+            log.info(f"wrote {output} (best validation sigma_NMAD {bundle.card['metrics']['val_sigma_nmad']:.4f}, {bundle.card['training']['wall_s']:.0f} s)")
 
 
 def _stream_config(data: dict, cfg, where):

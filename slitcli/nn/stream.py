@@ -13,7 +13,9 @@ Reproducibility: every random number of item k derives from ``SeedSequence(seed,
 spawn_key=(k, stream))``, one stream per kind of draw (population, SED variation, nuisances,
 neighbours, cosmic rays, detector noise with one generator per source). Worker w of W DataLoader workers
 renders items w, w + W, w + 2W, ..., and the DataLoader takes them round-robin, so the
-stream (items and their order) is the same whatever the number of workers. Turning a
+stream (items and their order) is the same whatever the number of workers; with a
+`stride` s (one training process of s under torchrun), worker w renders items
+start + s w, start + s (w + W), .... Turning a
 nuisance's probability up or down changes only that nuisance's draws.
 
 Memory: nothing is kept between items beyond the SED and shape libraries (cached once per
@@ -262,15 +264,22 @@ class TrainingStream(torch.utils.data.IterableDataset):
         Index of the first item (resume a run from there).
     stop : int, optional
         Index past the last item; None: without end.
+    stride : int
+        Step between the indices of successive items: ``start, start + stride, ...``.
+        Rank r of K training processes reads ``start = r, stride = K``, so that the ranks
+        draw disjoint items (1: the whole stream).
     device : str
         Where Torch renders (each DataLoader worker renders on it).
     """
 
-    def __init__(self, config: StreamConfig, instrument: Instrument | None = None, *, start: int = 0, stop: int | None = None, device: str = "cpu"):
+    def __init__(self, config: StreamConfig, instrument: Instrument | None = None, *, start: int = 0, stop: int | None = None, device: str = "cpu", stride: int = 1):
         super().__init__()
+        if stride < 1:
+            msg = f"stride must be >= 1, got {stride}"
+            raise ValueError(msg)
         self.config = config
         self.instrument = instrument if instrument is not None else load_instrument()
-        self.start, self.stop, self.device = int(start), stop, device
+        self.start, self.stop, self.device, self.stride = int(start), stop, device, int(stride)
         shape = (config.cutout_height, config.cutout_width)
         self.layouts = [band_layout(self.instrument.band(b), shape) for b in config.bands]
         # Neighbours are rendered in a cutout taller by the largest row offset on each side,
@@ -287,10 +296,10 @@ class TrainingStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        index = self.start + worker
+        index = self.start + worker * self.stride
         while self.stop is None or index < self.stop:
             yield self.item(index)
-            index += workers
+            index += workers * self.stride
 
     # -- drawing ---------------------------------------------------------------------
 

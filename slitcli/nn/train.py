@@ -17,6 +17,29 @@ resumed after an interruption gives the same weights as an uninterrupted one.
 `train_stream` trains the same way from the endless training stream
 (`slitcli.nn.stream`): steps instead of epochs, a validation every `val_every` steps.
 Both run one loop (`_fit`) over a feed of batches (`_FileFeed`, `_StreamFeed`).
+
+Several processes (``torchrun --nproc-per-node K``, `slitcli.nn.distributed`): inside
+`slitcli.nn.distributed.process_group` the model trains in `DistributedDataParallel`.
+`batch_size` stays the global batch: each of the K ranks takes a disjoint 1/K of it
+(`batch_size` must be a multiple of K, at least 2 per rank), so an epoch (or a stream run)
+has as many optimiser steps and the same learning-rate schedule whatever K. From files,
+every rank draws the same shuffled order and augmentation parameters and takes its slice
+of each batch (the last, shorter batch of an epoch is split as evenly as it goes, or
+skipped by all ranks if under 2 sources each); from the stream, rank r renders items
+r, r + K, r + 2K, ... of batch_size / K sources each. Noise augmentation and dropout
+draw from per-rank generators. Batch-norm is plain batch-norm over each rank's part
+(`slitcli.nn.distributed.wrap`), rank 0's running statistics copied to every rank before
+each validation. Every rank validates on the whole validation sample and rank 0's score
+decides (best weights, early stopping), so the ranks take the same number of steps; only
+rank 0 writes the checkpoint (every rank returns once it is written) and every rank reads
+it on resume. One process under torchrun gives the weights of a plain run. The same seed
+with 1 and K processes does not give the same bits (batch-norm statistics over smaller
+batches, other dropout and noise draws, another order of the sums); measured with 1 and 2
+processes on the CPU, the best validation sigma_NMAD differs by up to 10 %, less than
+between two seeds: 0.1226 and 0.1316 on the tiny command-line run of
+tests/nn/test_distributed.py (48 training sources, 1 + 1 epochs), 0.00829 and 0.00863
+(seed 1), 0.0142 and 0.0152 (seed 2) for the line model of tests/nn/test_train.py (1024
+sources, 25 + 5 epochs).
 """
 
 from __future__ import annotations
@@ -37,10 +60,10 @@ import torch
 
 from slitcli import __version__
 from slitcli.config import to_dict, with_changes
-from slitcli.errors import InputError
+from slitcli.errors import ConfigError, InputError
 from slitcli.evaluation.metrics import sigma_nmad
 from slitcli.io.files import atomic_output, output_directory
-from slitcli.nn import create_model
+from slitcli.nn import create_model, distributed
 from slitcli.nn.augment import AugmentConfig, apply, random_params
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.registry import model_config
@@ -173,6 +196,10 @@ def train(
 ) -> ModelBundle:
     """Train a model; returns it with its card (not yet saved).
 
+    Inside `slitcli.nn.distributed.process_group` (torchrun), every rank calls this with
+    the same arguments and trains its share of each batch (module docstring); every rank
+    returns the model, only rank 0 writes `checkpoint`.
+
     Parameters
     ----------
     checkpoint : path, optional
@@ -191,13 +218,16 @@ def train(
     """
     t_start = time.perf_counter()
     shape = train_data.sci.shape[2:]
+    rank, world = _split_batch(config)
     model, config, overrides, scales = _new_model(config, model_overrides, shape, device, init, train_data.err_median)
     if config.augment.noise_scale > 0 and train_data.err is None:
         msg = "the noise augmentation needs ERR: load the training data with keep_err=True"
         raise ValueError(msg)
-    feed = _FileFeed(train_data, config, scales, torch.device(device))
+    feed = _FileFeed(train_data, config, scales, torch.device(device), rank, world)
     state, finished = _fit(model, feed, config, normalise(val_data.sci, scales), val_data.z, checkpoint, resume, stop_after_epochs, progress, torch.device(device))
     source = {"train_file": train_data.path.name, "train_file_id": train_data.file_hash}
+    if distributed.active():
+        source["world_size"] = world
     counts = {"n_train": int(len(feed.t)), "z_range": [float(train_data.z.min()), float(train_data.z.max())]}
     return _bundle(model, config, overrides, shape, scales, val_data, init, state, finished, t_start, source, counts)
 
@@ -234,7 +264,9 @@ def train_stream(
     restarts the stream at ``start = steps done`` and gives the same weights as an
     uninterrupted one, whatever the number of `workers` (DataLoader processes rendering
     the stream; with workers, the training process uses the remaining cores' Torch
-    threads, at least 1). Other parameters as `train`.
+    threads, at least 1). Under torchrun (`train`), rank r of K renders stream items
+    r, r + K, ... of ``batch_size / K`` sources (the card's ``stream.config`` keeps the
+    global batch size), and a run resumes with the same K only. Other parameters as `train`.
     """
     from slitcli.nn.stream import StreamConfig
 
@@ -242,6 +274,7 @@ def train_stream(
         msg = "stream training needs pretrain_steps + finetune_steps >= 1"
         raise ValueError(msg)
     stream_config = dataclasses.replace(stream_config or StreamConfig(), batch_size=config.batch_size, bands=tuple(config.bands))
+    rank, world = _split_batch(config)
     t_start = time.perf_counter()
     shape = (stream_config.cutout_height, stream_config.cutout_width)
     if tuple(val_data.sci.shape[2:]) != shape:
@@ -249,13 +282,15 @@ def train_stream(
         raise InputError(msg)
     model, config, overrides, scales = _new_model(config, model_overrides, shape, device, init, val_data.err_median)
     x_val = normalise(val_data.sci, scales)
-    feed = _StreamFeed(stream_config, instrument, workers, config, scales, torch.device(device), x_val, np.log1p(val_data.z).astype(np.float32))
+    # Each rank renders items of its share of the batch (module docstring).
+    rank_stream = dataclasses.replace(stream_config, batch_size=config.batch_size // world)
+    feed = _StreamFeed(rank_stream, instrument, workers, config, scales, torch.device(device), x_val, np.log1p(val_data.z).astype(np.float32), rank, world)
     threads = torch.get_num_threads()
     if workers > 0:
         # The workers render on their own cores: the training process takes the rest, for
-        # oversubscribed cores slow a CPU training step several times.
+        # oversubscribed cores slow a CPU training step several times. K ranks share the cores.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores - workers))
+        torch.set_num_threads(max(1, cores // world - workers))
     try:
         state, finished = _fit(model, feed, config, x_val, val_data.z, checkpoint, resume, stop_after_validations, progress, torch.device(device))
     finally:
@@ -266,6 +301,8 @@ def train_stream(
         "train_file_id": None,
         "stream": {"config": to_dict(stream_config), "seed": stream_config.seed, "steps": int(state["steps"]), "workers": int(workers)},
     }
+    if distributed.active():
+        source["world_size"] = world
     zr = state.get("z_range")
     counts = {"n_train": int(state.get("n_seen", 0)), "z_range": [float(zr[0]), float(zr[1])] if zr else None}
     return _bundle(model, config, overrides, shape, scales, val_data, init, state, finished, t_start, source, counts)
@@ -297,11 +334,42 @@ def _new_model(config, model_overrides, shape, device, init, default_scales):
     return model, config, overrides, scales
 
 
-class _FileFeed:
-    """Batches of in-memory training data: one round (between validations) is one epoch."""
+def _split_batch(config: TrainConfig) -> tuple[int, int]:
+    """(rank, world size) of the process group; `ConfigError` if `config.batch_size` does not split over it."""
+    rank, world = distributed.group()
+    if world > 1 and (config.batch_size % world or config.batch_size // world < 2):
+        msg = f"batch_size {config.batch_size} does not split over {world} processes: use a multiple of {world} of at least {2 * world} (2 sources per process, for batch-norm)"
+        raise ConfigError(msg)
+    return rank, world
 
-    def __init__(self, data: TrainData, config: TrainConfig, scales, device):
+
+def _rank_rng(rng: np.random.Generator, rank: int, world: int) -> np.random.Generator:
+    """`rng` itself in one process; else a generator of this rank's own, drawn from `rng`
+    (the same draw on every rank, so that `rng` stays in step across the ranks)."""
+    if world == 1:
+        return rng
+    return np.random.default_rng(np.random.SeedSequence(int(rng.integers(2**63))).spawn(world)[rank])
+
+
+def _rank_seed(seed: int, rank: int, world: int) -> int:
+    """The Torch seed (dropout) of an epoch on this rank: `seed` itself in one process."""
+    return seed if world == 1 else int(np.random.SeedSequence(seed, spawn_key=(rank,)).generate_state(1)[0])
+
+
+class _FileFeed:
+    """Batches of in-memory training data: one round (between validations) is one epoch.
+
+    With several ranks each batch of the epoch's shuffled order is cut into `world` parts
+    and rank `rank` takes its part (module docstring).
+    """
+
+    #: Whether a rank may lack a batch that another has (then the ranks agree at each step):
+    #: here every rank skips the same batches.
+    uneven_skips = False
+
+    def __init__(self, data: TrainData, config: TrainConfig, scales, device, rank: int = 0, world: int = 1):
         self.data, self.config, self.scales, self.device = data, config, scales, device
+        self.rank, self.world = rank, world
         self.t = np.log1p(data.z).astype(np.float32)
         self.steps_per_epoch = math.ceil(len(self.t) / config.batch_size)
 
@@ -321,6 +389,9 @@ class _FileFeed:
     def close(self):
         pass
 
+    def gather(self, state, n_seen_before):
+        """Nothing to sum over the ranks: every rank holds all the training data."""
+
     def logvar_sample(self):
         first = np.arange(min(len(self.t), 2048))
         return normalise(self.data.sci[first], self.scales), self.t[first]
@@ -328,18 +399,34 @@ class _FileFeed:
     def batches(self, phase, state, rng):
         order = rng.permutation(len(self.t))
         size = self.config.batch_size
+        noise_rng = _rank_rng(rng, self.rank, self.world)
         for b in range(self.steps_per_epoch):
             idx = np.sort(order[b * size : (b + 1) * size])
+            params = random_params(len(idx), self.config.augment, rng)
+            if self.world > 1:
+                if len(idx) < 2 * self.world:  # every rank sees the same length: all skip
+                    yield None
+                    continue
+                part = np.array_split(np.arange(len(idx)), self.world)[self.rank]
+                idx, params = idx[part], params[part]
             err = None if self.data.err is None else self.data.err[idx]
-            sci, _ = apply(self.data.sci[idx], err, random_params(len(idx), self.config.augment, rng), rng, self.config.augment.wrap)
+            sci, _ = apply(self.data.sci[idx], err, params, noise_rng, self.config.augment.wrap)
             yield torch.from_numpy(normalise(sci, self.scales)).to(self.device), torch.from_numpy(self.t[idx]).to(self.device)
 
 
 class _StreamFeed:
-    """Batches of the training stream: one item per step, one round every `val_every` steps."""
+    """Batches of the training stream: one item per step, one round every `val_every` steps.
 
-    def __init__(self, stream_config, instrument, workers, config: TrainConfig, scales, device, x_val, t_val):
+    With several ranks, rank `rank` reads items ``step * world + rank`` (`stream_config`
+    is then this rank's, its batch size the rank's share).
+    """
+
+    #: A rank's item may have too few sources above min_snr while another's has enough.
+    uneven_skips = True
+
+    def __init__(self, stream_config, instrument, workers, config: TrainConfig, scales, device, x_val, t_val, rank: int = 0, world: int = 1):
         self.stream_config, self.instrument, self.workers = stream_config, instrument, int(workers)
+        self.rank, self.world = rank, world
         self.config, self.scales, self.device = config, scales, device
         self.x_val, self.t_val = x_val, t_val
         self._items, self._next = None, None
@@ -348,8 +435,12 @@ class _StreamFeed:
         return math.ceil(self.phase_steps(phase) / self.config.val_every)
 
     def identity(self) -> dict:
-        """What a checkpoint of this feed must match to be resumed: the stream's config (its seed included)."""
-        return {"mode": "stream", "stream": to_dict(self.stream_config)}
+        """What a checkpoint of this feed must match to be resumed: the stream's config (its seed
+        included) and, with several ranks, their number (each rank's items depend on it)."""
+        out = {"mode": "stream", "stream": to_dict(self.stream_config)}
+        if self.world > 1:
+            out["world_size"] = self.world
+        return out
 
     def phase_steps(self, phase):
         return self.config.pretrain_steps if phase == "pretrain" else self.config.finetune_steps
@@ -360,22 +451,32 @@ class _StreamFeed:
     def logvar_sample(self):
         return self.x_val[:2048], self.t_val[:2048]
 
+    def gather(self, state, n_seen_before):
+        """Sources seen and redshift range over all the ranks in the round just done (collective)."""
+        n = distributed.all_reduce([state.get("n_seen", 0) - n_seen_before])[0]
+        zr = state.get("z_range") or [math.inf, -math.inf]
+        lo, hi = distributed.all_reduce([zr[0]], "min")[0], distributed.all_reduce([zr[1]], "max")[0]
+        state["n_seen"] = int(n_seen_before + n)
+        state["z_range"] = [float(lo), float(hi)] if lo <= hi else None
+
     def batches(self, phase, state, rng):
         from slitcli.nn.stream import TrainingStream
 
-        if self._items is None or self._next != state["steps"]:
-            stream = TrainingStream(self.stream_config, self.instrument, start=state["steps"])
+        start = state["steps"] * self.world + self.rank
+        if self._items is None or self._next != start:
+            stream = TrainingStream(self.stream_config, self.instrument, start=start, stride=self.world)
             # A private generator: the DataLoader's base seed must not consume the global
             # RNG (the dropout masks), or a resumed run would differ from an uninterrupted one.
             loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.workers, generator=torch.Generator())
-            self._items, self._next = iter(loader), state["steps"]
+            self._items, self._next = iter(loader), start
         aug = self.config.augment
+        rng = _rank_rng(rng, self.rank, self.world)
         for _ in range(self.round_steps(phase, state["epoch"])):
             item = next(self._items)
             if int(item["index"]) != self._next:
                 msg = f"the training stream gave item {int(item['index'])}, expected {self._next}"
                 raise RuntimeError(msg)
-            self._next += 1
+            self._next += self.world
             keep = (item["snr"] >= self.config.min_snr).numpy()
             if keep.sum() < 2:
                 yield None
@@ -395,7 +496,12 @@ class _StreamFeed:
 def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, progress, device):
     """The training loop shared by files and the stream: rounds of optimiser steps from
     `feed`, each followed by a validation, a checkpoint and the early-stopping check.
-    Returns the state (history, best score, steps done) and whether training finished."""
+    Returns the state (history, best score, steps done) and whether training finished.
+
+    Under torchrun the optimiser steps go through the `DistributedDataParallel` wrapper;
+    validation, the log-variance start and the checkpoint use the plain module, and the
+    ranks agree (collectives) on each skipped step, score and early stop."""
+    rank, world = distributed.group()
     state = {"phase": PHASES[0] if feed.max_rounds("pretrain") > 0 else PHASES[1], "epoch": 0, "history": [], "best": None, "best_score": math.inf, "stale": 0, "steps": 0}
     # What the run is: a checkpoint of another run (config, training data or stream,
     # validation sample) would resume into a model that neither run describes.
@@ -421,6 +527,7 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
         opt.load_state_dict(ck["optimiser"])
         sched.load_state_dict(ck["scheduler"])
         state["best"] = ck["best"] if ck.get("has_best") else None
+    net = distributed.wrap(model, device)  # the optimiser steps' model; `model` for everything else
     rounds_this_call = 0
     while True:
         phase = state["phase"]
@@ -429,6 +536,7 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
             if phase == "pretrain":
                 model.load_state_dict(_best_state(state))
                 _start_logvar(model, *feed.logvar_sample())
+                distributed.broadcast_module(model)  # every rank starts fine-tuning from rank 0's weights
                 # The best state now carries that variance too: it is the result if there is no fine-tuning.
                 state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 # With no fine-tuning the model stays the pre-trained best, and so does its score.
@@ -439,17 +547,20 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
         if stop_after is not None and rounds_this_call >= stop_after:
             break
         seed = _epoch_seed(config.seed, phase, state["epoch"])
-        torch.manual_seed(seed)
+        torch.manual_seed(_rank_seed(seed, rank, world))
         rng = np.random.default_rng(seed)
         model.train()
         losses = []
         n_steps = feed.round_steps(phase, state["epoch"])
+        n_seen = state.get("n_seen", 0)
         for b, batch in enumerate(feed.batches(phase, state, rng)):
             state["steps"] += 1
+            if world > 1 and feed.uneven_skips and not distributed.all_agree(batch is not None):
+                batch = None  # one rank has no batch: all skip the step, or DDP waits for that rank forever
             if batch is None:
                 continue
             x, t = batch
-            mu, logvar = model(x)
+            mu, logvar = net(x)
             loss = _loss(phase, mu, logvar, t, config.nll_beta)
             opt.zero_grad()
             loss.backward()
@@ -458,8 +569,17 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
             losses.append(float(loss.detach()))
             if progress:
                 progress({"phase": phase, "epoch": state["epoch"], "epochs": max_rounds, "batch": b + 1, "batches": n_steps, "loss": float(np.mean(losses[-20:])), "step": state["steps"]})
+        if world > 1:
+            # DDP gives rank 0's batch-norm statistics to every rank at each forward pass,
+            # then each rank updates them with its own part: copy rank 0's before validating.
+            distributed.broadcast_buffers(model)
+            feed.gather(state, n_seen)
         score = sigma_nmad(np.expm1(predict_mean(model, x_val)), z_val)
         loss = float(np.mean(losses)) if losses else math.nan
+        if world > 1:
+            score = float(distributed.broadcast([score])[0])  # rank 0 decides: the ranks must agree on best and early stop
+            total, count = distributed.all_reduce([sum(losses), len(losses)])
+            loss = float(total / count) if count else math.nan
         entry = {"phase": phase, "epoch": state["epoch"], "loss": loss, "val_sigma_nmad": float(score)}
         if isinstance(feed, _StreamFeed):
             entry["step"] = int(state["steps"])
@@ -473,11 +593,15 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
         rounds_this_call += 1
         if progress:
             progress({"phase": phase, "epoch": state["epoch"] - 1, "epochs": max_rounds, "loss": loss, "val_sigma_nmad": float(score), "best": state.get("best_epoch") == state["epoch"] - 1 and state["stale"] == 0, "done_epoch": True, "step": state["steps"], "phase_steps": feed.phase_steps(phase)})
-        if checkpoint:
+        if checkpoint and rank == 0:
             _save_checkpoint(checkpoint, model, opt, sched, state)
     finished = state["phase"] == "finetune" and (state["epoch"] >= feed.max_rounds("finetune") or state["stale"] >= config.patience)
     if finished:
         model.load_state_dict(_best_state(state))
+    del net
+    # Every rank returns once rank 0's checkpoint is written: a next call that resumes
+    # from it (on any rank) must not read the one before.
+    distributed.barrier()
     model.to("cpu").eval()
     return state, finished
 
