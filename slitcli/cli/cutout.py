@@ -43,6 +43,8 @@ def cutout(
     A field directory's sample file records TASKID (a digest of its inputs and options): a
     re-run skips the fields already cut.
     """
+    if workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --workers (a local cluster) or --scheduler (an existing one), not both", param_hint="'--workers' / '--scheduler'")
     fields = [p for p in exposures if p.is_dir()]
     if fields and len(fields) < len(exposures):
         raise typer.BadParameter("give exposures (files) or field directories, not both", param_hint="'EXPOSURE... | FIELD_DIR...'")

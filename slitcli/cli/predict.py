@@ -77,6 +77,8 @@ def predict(
 
       slitcli predict samples/*.fits --workers 2 --per-file z/ -o z.ecsv
     """
+    if workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --workers (a local cluster) or --scheduler (an existing one), not both", param_hint="'--workers' / '--scheduler'")
     if catalog is not None and (workers is not None or scheduler is not None or per_file is not None):
         raise typer.BadParameter("exposures with --catalog are one task: run them here, or give sample files", param_hint="'--workers' / '--scheduler' / '--per-file'")
     with command(quiet, verbose):

@@ -70,6 +70,8 @@ def simulate(
         raise typer.BadParameter("--hsc and --desi go together: give both, or neither for the embedded data", param_hint="'--hsc' / '--desi'")
     if first_id is not None and hsc is not None:
         raise typer.BadParameter("numbers the embedded population; with --hsc/--desi SOURCE_ID is the images' object_id", param_hint="'--first-id'")
+    if workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --workers (a local cluster) or --scheduler (an existing one), not both", param_hint="'--workers' / '--scheduler'")
     if scheduler is not None and shards is None:
         raise typer.BadParameter("runs shards on a Dask cluster: give --shards too", param_hint="'--scheduler'")
     if field:

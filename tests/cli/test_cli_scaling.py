@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from slitcli.parallel import shard_seed
 from slitcli.sim.shards import FIELD_ID_STRIDE
-from tests.conftest import assert_one_line_error, invoke
+from tests.conftest import assert_one_line_error, assert_usage_error, invoke
 
 pytestmark = pytest.mark.slow
 
@@ -192,3 +192,16 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_catalogue_is_the_same(shard
         assert os.path.exists(marker)  # a worker did die
         assert set(client.run(os.getpid).values()) != pids  # and was replaced
     assert filecmp.cmp(tmp_path / "here.ecsv", tmp_path / "there.ecsv", shallow=False)
+
+
+def test_usage_errors_of_the_scale_out_options(tmp_path):
+    assert_usage_error(invoke("simulate", "-n", 4, "--scheduler", "tcp://127.0.0.1:1", "-o", tmp_path / "s.fits"), "--scheduler", "--shards")
+    assert_usage_error(invoke("simulate", "--field", "--shards", 2, "--hsc", tmp_path / "a.fits", "--desi", tmp_path / "b.fits", "-o", tmp_path / "f"), "--shards", "embedded")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "e.fits").write_bytes(b"")
+    assert_usage_error(invoke("cutout", tmp_path / "dir", tmp_path / "e.fits", "-o", tmp_path / "c"), "not both")
+    assert_usage_error(invoke("cutout", tmp_path / "e.fits", "--catalog", tmp_path / "e.fits", "--workers", 2, "-o", tmp_path / "c.fits"), "field directories")
+    assert_usage_error(invoke("predict", tmp_path / "e.fits", "--catalog", tmp_path / "e.fits", "--workers", 2, "-o", tmp_path / "z.ecsv"), "--catalog", "sample files")
+    for command in ("predict", "cutout"):
+        both = invoke(command, tmp_path / "dir", "--workers", 2, "--scheduler", "tcp://127.0.0.1:1", "-o", tmp_path / "z.ecsv")
+        assert_usage_error(both, "--workers", "--scheduler", "not both")
