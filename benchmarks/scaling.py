@@ -33,15 +33,8 @@ from slitcli.routes import Route, catalog_table, predict_files  # noqa: E402
 from slitcli.sim.population import PopulationConfig, PopulationProvider  # noqa: E402
 from slitcli.sim.shards import run_sample_shards  # noqa: E402
 from slitcli.sim.simulate import SimulateConfig  # noqa: E402
+from timing import best_of  # noqa: E402
 
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():

@@ -5,7 +5,7 @@ Run: python benchmarks/simulate.py [-n 256]
 Prints a table: end-to-end `write_sample` throughput for the default population and
 cutouts (GV + GI, 40 x 480, 64 x 64 stamps) with 1 and 2 worker processes, and the
 dispersion of one realistic galaxy by the Numba kernel against the plain NumPy
-reference of the tests (tests/test_disperse.py), same inputs, same output.
+reference of the tests (tests/sim/test_disperse.py), same inputs, same output.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sim"))
 
 from test_disperse import disperse_reference  # noqa: E402
+from timing import best_of  # noqa: E402
 
 from slitcli.instrument import load_instrument, sensitivity  # noqa: E402
 from slitcli.sim.disperse import disperse  # noqa: E402
@@ -34,14 +35,6 @@ from slitcli.sim.simulate import (  # noqa: E402
     write_sample,  # noqa: E402
 )
 
-
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():

@@ -32,15 +32,8 @@ from slitcli.sim.noise_torch import observe, source_generators
 from slitcli.sim.population import PopulationConfig, draw_sources
 from slitcli.sim.simulate import SimulateConfig, direct_stamp, simulate_band
 from slitcli.sim.torch_engine import render
+from timing import best_of
 
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def numba_render(stamps, sources, instrument, layouts, config, rng):

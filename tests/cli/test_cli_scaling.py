@@ -48,18 +48,23 @@ def _epoch(monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
 
 
+def _here_and_there(root: Path, cluster: str, *args) -> Path:
+    """Run `slitcli ARGS -o root/here` in this process and `... -o root/there` on `cluster`."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    try:
+        for where, extra in (("here", ()), ("there", ("--scheduler", cluster))):
+            result = invoke(*args, "-q", "-o", root / where, *extra)
+            assert result.exit_code == 0, result.output
+    finally:
+        mp.undo()
+    return root
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, cluster):
     """9 sources in 3 shards, in this process and on the cluster."""
-    root = tmp_path_factory.mktemp("shards")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    here = invoke("simulate", "-n", 9, "--shards", 3, "--seed", 4, "-o", root / "here", "-q")
-    there = invoke("simulate", "-n", 9, "--shards", 3, "--seed", 4, "-o", root / "there", "-q", "--scheduler", cluster)
-    mp.undo()
-    assert here.exit_code == 0, here.output
-    assert there.exit_code == 0, there.output
-    return root
+    return _here_and_there(tmp_path_factory.mktemp("shards"), cluster, "simulate", "-n", 9, "--shards", 3, "--seed", 4)
 
 
 def test_simulate_shards_on_the_cluster_are_the_in_process_bytes(shards):
@@ -91,16 +96,7 @@ def test_a_rerun_skips_the_shards_done_and_refuses_those_of_another_run(shards):
 @pytest.fixture(scope="module")
 def fields(tmp_path_factory, cluster):
     """Two adjacent 384 x 384 fields, in this process and on the cluster."""
-    root = tmp_path_factory.mktemp("fields")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    args = ("simulate", "--field", "--size", 384, "--shards", 2, "--seed", 3, "-q")
-    here = invoke(*args, "-o", root / "here")
-    there = invoke(*args, "-o", root / "there", "--scheduler", cluster)
-    mp.undo()
-    assert here.exit_code == 0, here.output
-    assert there.exit_code == 0, there.output
-    return root
+    return _here_and_there(tmp_path_factory.mktemp("fields"), cluster, "simulate", "--field", "--size", 384, "--shards", 2, "--seed", 3)
 
 
 def test_field_shards_on_the_cluster_are_the_in_process_bytes(fields):
