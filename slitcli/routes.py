@@ -35,7 +35,7 @@ def _bundle(path: str | None):
 
 @dataclass(frozen=True)
 class Route:
-    """How to predict: ``method`` "cnn" (model directory ``model``, None for the shipped one) or "template".
+    """How to predict: ``method`` "cnn" (model directory ``model``, None for the shipped one), "template" or "hybrid" (both: `slitcli.hybrid`).
 
     ``contamination`` is "subtract" or "ignore" (`slitcli.io.samplefile.SampleReader`);
     ``pdf`` adds the ``ZPDF`` column. The other fields are the CNN's (`slitcli.nn.predict.PredictConfig`).
@@ -52,11 +52,16 @@ class Route:
 
     @property
     def bands(self) -> tuple[str, ...]:
-        return tuple(_bundle(self.model).bands) if self.method == "cnn" else ("GV", "GI")
+        return tuple(_bundle(self.model).bands) if self.method != "template" else ("GV", "GI")
 
     @property
     def shape(self):
-        return _bundle(self.model).shape if self.method == "cnn" else None
+        return _bundle(self.model).shape if self.method != "template" else None
+
+    def _hybrid_config(self):
+        from slitcli.hybrid import HybridConfig
+
+        return HybridConfig(temperature=_bundle(self.model).hybrid_temperature)
 
     def _fit_config(self):
         from slitcli.classic.template_fit import TemplateFitConfig
@@ -70,21 +75,23 @@ class Route:
 
     def meta(self) -> dict:
         """The catalogue's provenance keys for this route."""
-        if self.method == "template":
-            from slitcli.classic.template_fit import catalog_meta
-
-            return catalog_meta(self._fit_config())
+        from slitcli.classic.template_fit import catalog_meta as template_meta
         from slitcli.nn.predict import catalog_meta
 
-        return catalog_meta(_bundle(self.model), self._predict_config())
+        if self.method == "template":
+            return template_meta(self._fit_config())
+        meta = catalog_meta(_bundle(self.model), self._predict_config())
+        if self.method == "hybrid":
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": self._hybrid_config().temperature}
+        return meta
 
     def check(self, paths) -> None:
         """Refuse sample files this route cannot read (bands, cutout size, DIRECT stamps), naming the file."""
-        if self.method == "template":
+        if self.method != "cnn":
             from slitcli.classic.template_fit import check_template_inputs
 
             check_template_inputs(paths)
-        else:
+        if self.method != "template":
             from slitcli.nn.predict import check_inputs
 
             check_inputs(_bundle(self.model), paths)
@@ -93,7 +100,7 @@ class Route:
         """The redshift grid of the ``ZPDF`` column, or None without ``pdf``."""
         if not self.pdf:
             return None
-        if self.method == "template":
+        if self.method != "cnn":
             return np.expm1(self._fit_config().grid())
         from slitcli.io.zpdf import z_grid
 
@@ -105,6 +112,11 @@ class Route:
             from slitcli.classic.template_fit import fit_sample
 
             return fit_sample(sample, self._fit_config(), self.bands, batch_size=min(self.batch_size, 16), pdf=self.pdf, progress=progress)
+        if self.method == "hybrid":
+            from slitcli.hybrid import hybrid_sample
+
+            bundle = _bundle(self.model)
+            return hybrid_sample(bundle, sample, self._predict_config(), self._fit_config(), self._hybrid_config(), tuple(bundle.bands), batch_size=min(self.batch_size, 16), pdf=self.pdf, progress=progress)
         from slitcli.nn.predict import predict_sample
 
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)

@@ -392,6 +392,80 @@ def fit_file(
         return fit_sample(reader, config, bands, batch_size=batch_size, progress=progress)
 
 
+@dataclass
+class FileModels:
+    """A sample's template machinery, made once per file: band geometries and point spectra on the fine grid.
+
+    `spectra[b]` [n_grid, n_template, n_positions] (float32) are the templates put through
+    band `b`'s sensitivity and dispersion (steps 1-2 of the module's model); `model_fn`
+    adds a source's own smearing (step 3).
+    """
+
+    bands: tuple[str, ...]
+    geoms: list
+    t_grid: np.ndarray
+    spectra: list
+    ny: int
+
+    @classmethod
+    def from_reader(cls, reader, config: TemplateFitConfig, bands: tuple[str, ...]) -> FileModels:
+        basis = load_templates()
+        stamp_width = reader.direct(0, 1).shape[-1]
+        geoms = [band_geometry(reader, b, stamp_width) for b in bands]
+        t_grid = config.grid()
+        return cls(tuple(bands), geoms, t_grid, [_grid_spectra(basis, g, t_grid) for g in geoms], reader.shape[0])
+
+    @property
+    def gi(self) -> int:
+        """Index of the band whose SNR is SNR_GI."""
+        return self.bands.index("GI") if "GI" in self.bands else len(self.bands) - 1
+
+    def model_fn(self, kernel: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """Models [n, n_template, n_pixels] at grid indices, for a source of along-dispersion kernel `kernel`."""
+
+        def models(index):
+            return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(self.spectra, self.geoms, strict=True)], axis=-1)
+
+        return models
+
+    def models_at(self, index: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+        """Models [n_source, n, n_template, n_pixels] of several sources at the same grid indices (one smearing pass)."""
+        return np.concatenate([smear(s[index], kernels, g) for s, g in zip(self.spectra, self.geoms, strict=True)], axis=-1)
+
+    def spectra_of(self, sci, err, dq, stamps):
+        """Extracted spectra of a chunk: the along-dispersion kernels [n, ws] and per source (flux, ivar) [n_pixels]."""
+        profiles = [direct_profile(stamp, self.ny, 0.5 * (self.ny - 1)) for stamp in stamps]
+        kernels = np.array([trim_kernel(k) for _, k in profiles])
+        data = []
+        for n in range(len(sci)):
+            fluxes, ivars = [], []
+            for b, g in enumerate(self.geoms):
+                flux, flux_err = extract_optimal(sci[n, b], err[n, b], dq[n, b], np.repeat(profiles[n][0][:, None], g.nx, axis=1))
+                fluxes.append(flux[g.columns])
+                ivars.append(np.where(np.isfinite(flux_err[g.columns]), 1.0 / flux_err[g.columns] ** 2, 0.0))
+            data.append((np.concatenate(fluxes), np.concatenate(ivars)))
+        return kernels, data
+
+
+def fit_columns(fits: list[RedshiftFit], sci, dq, snr, config: TemplateFitConfig, t_grid: np.ndarray | None = None) -> dict:
+    """Catalogue columns of a chunk's fits (as `slitcli.nn.predict`, plus CHI2, DELTACHI2, NPIXELS; ZPDF with `t_grid`)."""
+    z = np.array([f.z for f in fits])
+    q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
+    # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
+    lo, hi = (np.log1p([f.quantiles[v] for f in fits]) for v in SIGMA_LEVELS)
+    zerr = 0.5 * (hi - lo) * (1.0 + z)
+    delta = np.array([f.delta_chi2 for f in fits])
+    zwarn = data_zwarn(sci, dq, snr)
+    zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
+    zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
+    columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
+    columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
+    if t_grid is not None:
+        z_grid = np.expm1(t_grid)
+        columns["ZPDF"] = normalise(z_grid, np.stack([f.pdf_t for f in fits]) / (1.0 + z_grid)).astype(np.float32)
+    return columns
+
+
 def fit_sample(
     reader,
     config: TemplateFitConfig,
@@ -407,48 +481,16 @@ def fit_sample(
     With `pdf`, a 2D column ``ZPDF``: each source's p(z) on the redshifts of the fit's grid
     (`slitcli.io.zpdf`: density per unit z, unit integral).
     """
-    basis = load_templates()
-    gi = bands.index("GI") if "GI" in bands else len(bands) - 1
-    rows = []
+    models = FileModels.from_reader(reader, config, bands)
     sources = reader.sources()
-    ny = reader.shape[0]
-    stamp_width = reader.direct(0, 1).shape[-1]
-    geoms = [band_geometry(reader, b, stamp_width) for b in bands]
-    t_grid = config.grid()
-    spectra = [_grid_spectra(basis, g, t_grid) for g in geoms]
-    coarse_index = coarse_indices(t_grid.size, config)
+    coarse_index = coarse_indices(models.t_grid.size, config)
+    rows = []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
-        stamps = reader.direct(start, start + len(sci))
-        snr = data_snr(sci, err, dq, gi, geoms[gi].columns)
-        profiles = [direct_profile(stamp, ny, 0.5 * (ny - 1)) for stamp in stamps]
-        kernels = np.array([trim_kernel(k) for _, k in profiles])
-        coarse = [smear(s[coarse_index], kernels, g) for s, g in zip(spectra, geoms, strict=True)]
-        fits = []
-        for n in range(len(sci)):
-            fluxes, ivars = [], []
-            for b, g in enumerate(geoms):
-                flux, flux_err = extract_optimal(sci[n, b], err[n, b], dq[n, b], np.repeat(profiles[n][0][:, None], g.nx, axis=1))
-                fluxes.append(flux[g.columns])
-                ivars.append(np.where(np.isfinite(flux_err[g.columns]), 1.0 / flux_err[g.columns] ** 2, 0.0))
-
-            def model_fn(index, kernel=kernels[n]):
-                return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(spectra, geoms, strict=True)], axis=-1)
-
-            fits.append(fit_redshift(model_fn, t_grid, np.concatenate(fluxes), np.concatenate(ivars), config, np.concatenate([c[n] for c in coarse], axis=-1), with_pdf=pdf))
-        z = np.array([f.z for f in fits])
-        q = {k: np.array([f.quantiles[v] for f in fits]) for k, v in QUANTILES.items()}
-        # ZERR / (1 + Z): half the width in ln(1+z) of the PDF's central 68.27% interval.
-        lo, hi = (np.log1p([f.quantiles[v] for f in fits]) for v in SIGMA_LEVELS)
-        zerr = 0.5 * (hi - lo) * (1.0 + z)
-        delta = np.array([f.delta_chi2 for f in fits])
-        zwarn = data_zwarn(sci, dq, snr)
-        zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
-        zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
-        columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
-        columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
-        if pdf:
-            z_grid = np.expm1(t_grid)
-            columns["ZPDF"] = normalise(z_grid, np.stack([f.pdf_t for f in fits]) / (1.0 + z_grid)).astype(np.float32)
+        snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
+        kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
+        coarse = models.models_at(coarse_index, kernels)
+        fits = [fit_redshift(models.model_fn(kernels[n]), models.t_grid, flux, ivar, config, coarse[n], with_pdf=pdf) for n, (flux, ivar) in enumerate(data)]
+        columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:
             progress(start + len(sci), reader.n)

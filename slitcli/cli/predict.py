@@ -13,6 +13,7 @@ from slitcli.cli._common import QUIET, VERBOSE, command, log, log_bad_pixels, pr
 class Method(str, Enum):
     cnn = "cnn"
     template = "template"
+    hybrid = "hybrid"
 
 
 class Contamination(str, Enum):
@@ -49,7 +50,9 @@ def predict(
     method: Method = typer.Option(
         Method.cnn, "--method",
         help="cnn: the Bayesian CNN on the 2D cutouts. template: the classic route, optimal 1D extraction and a "
-        "chi-square fit of CWW+Kinney and emission-line templates (needs the files' DIRECT stamps).",
+        "chi-square fit of CWW+Kinney and emission-line templates (needs the files' DIRECT stamps). "
+        "hybrid: the CNN's p(z) as the prior times the template likelihood, searched where the prior has mass "
+        "(needs DIRECT stamps; calibrate --method hybrid fits its temperature; docs/template.md).",
     ),
     model: Path = typer.Option(None, "--model", "-m", help="Model directory (cnn). [default: the model shipped in models/]", metavar="DIR", show_default=False),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (cnn, >= 2).", metavar="N", min=2),
@@ -94,7 +97,7 @@ def predict(
             raise typer.BadParameter("--direct, --refine and --instrument go with --catalog (exposures as inputs)", param_hint="--direct/--refine/--instrument")
         if refine and direct is None:
             raise typer.BadParameter("the second pass refines the contamination model, which needs --direct", param_hint="--refine")
-        if catalog is not None and method is Method.template and direct is None:
+        if catalog is not None and method is not Method.cnn and direct is None:
             raise typer.BadParameter("the template route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
         check_output_path(output, overwrite, inputs=[*inputs, *field_inputs])

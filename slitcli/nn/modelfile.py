@@ -67,6 +67,11 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("temperature", 1.0))
 
     @property
+    def hybrid_temperature(self) -> float:
+        """Scale of the template likelihood in the hybrid route (`slitcli.hybrid`); 1 before `calibrate --method hybrid`."""
+        return float(self.card.get("calibration", {}).get("hybrid_temperature", 1.0))
+
+    @property
     def snr_power(self) -> float:
         """Power p of the SNR-dependent uncertainty scale (clip(SNR_GI, 1, 30) / 3)^p; 0 before calibration."""
         return float(self.card.get("calibration", {}).get("snr_power", 0.0) or 0.0)
@@ -161,6 +166,7 @@ CARD_SCHEMA = {
         "temperature": (False, _positive, "a positive number"),
         "tail_dof": (False, lambda v: v is None or _positive(v), "a positive number, or null (Gaussian)"),
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
+        "hybrid_temperature": (False, _positive, "a positive number"),
         ...: None,
     }, "an object"),
     "training": (False, {
