@@ -25,6 +25,7 @@ ZERR / (1 + Z) half the width in t of its central 68.27% interval, as
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -341,11 +342,33 @@ def fit_redshift(
     return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t)
 
 
+#: Point spectra of the last two (templates, band geometry, grid), the GV and GI of a survey's files.
+_GRID_CACHE: dict[str, np.ndarray] = {}
+
+
+def _grid_key(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray) -> str:
+    h = hashlib.sha256(repr((basis.names, geom.name, geom.nx, geom.crval1_aa, geom.cdelt1_aa, geom.crpix1, geom.margin)).encode())
+    for array in (geom.sens_wave_aa, geom.sens, t_grid):
+        h.update(np.ascontiguousarray(array, np.float64).tobytes())
+    return h.hexdigest()
+
+
 def _grid_spectra(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray, block: int = 128) -> np.ndarray:
-    """`point_spectra` on the whole grid, float32, computed in blocks to bound memory."""
+    """`point_spectra` on the whole grid, float32, computed in blocks to bound memory.
+
+    Kept for the next file of the same geometry: 4-5 s per band saved, 170 MB per band held
+    (the fit of a file holds them anyway).
+    """
+    key = _grid_key(basis, geom, t_grid)
+    if key in _GRID_CACHE:
+        return _GRID_CACHE[key]
     out = np.empty((t_grid.size, len(basis.names), geom.n_positions), np.float32)
     for start in range(0, t_grid.size, block):
         out[start : start + block] = point_spectra(basis, geom, np.expm1(t_grid[start : start + block]))
+    out.flags.writeable = False
+    while len(_GRID_CACHE) >= 2:
+        _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
+    _GRID_CACHE[key] = out
     return out
 
 
