@@ -15,7 +15,8 @@ likelihood's best point lies at an edge of that range (the two routes disagree: 
 on towards the template's minimum). The template fit's coarse-then-fine search runs
 inside the range, so a source costs a fraction of a full template scan.
 
-Z is the posterior's mode (refined by a parabola through the log posterior), the
+Z is the chi-square minimum (refined by a parabola) of the basin that holds the posterior's
+mode: the prior picks the basin, the template fit places the line within it; the
 quantiles and ZERR come from the posterior as for every catalogue
 (`slitcli.io.redshift`); ``ZAGREE`` = p_CNN at the template's best redshift over p_CNN's
 peak (1: the routes agree; near 0: the template's best fit is one the CNN excludes),
@@ -178,14 +179,21 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
         c = lp[0] - 2 * lp[1] + lp[2]
         if c < 0:
             t_mode += float(np.clip(0.5 * (lp[0] - lp[2]) / c, -1.0, 1.0)) * step
+    # Z: the chi-square minimum of the basin the posterior chose. The prior picks the basin
+    # (which line is which); within it the template fit places the line more finely
+    # than the product, which the broader prior would pull towards the CNN's estimate.
+    minima = _local_minima(chi_known)
+    nearest = int(minima[np.argmin(np.abs(t_known[minima] - t_mode))])
+    basin_ok = 0 < nearest < known.size - 1 and known[nearest + 1] - known[nearest - 1] == 2
+    t_z = _parabola(t_known, chi_known, nearest)[0] if basin_ok else float(t_known[nearest])
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
     cdf /= cdf[-1]
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
     quantiles = {q: float(np.expm1(np.interp(q, cdf, t_grid))) for q in levels}
-    others = [i for i in _local_minima(chi_known) if abs(t_known[i] - t_like) > 0.01]
+    others = [i for i in minima if abs(t_known[i] - t_like) > 0.01]
     delta = float(chi_known[others[0]] - chi2_min) if others else float(chi_known.max() - chi2_min)
-    at_limit = bool(t_mode - t_grid[0] < half * step or t_grid[-1] - t_mode < half * step)
-    fit = RedshiftFit(float(np.expm1(t_mode)), quantiles, chi2_min, delta, search.npix, at_limit, post)
+    at_limit = bool(t_z - t_grid[0] < half * step or t_grid[-1] - t_z < half * step)
+    fit = RedshiftFit(float(np.expm1(t_z)), quantiles, chi2_min, delta, search.npix, at_limit, post)
     agreement = float(np.interp(t_like, t_grid, prior_t) / prior_t.max()) if prior_t.max() > 0 else 0.0
     return HybridFit(fit, float(np.expm1(t_like)), agreement, int(known.size))
 
