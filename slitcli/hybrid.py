@@ -6,7 +6,8 @@ rarely far off but cannot place a line finely. Their product keeps both strength
 
     p(t | data) ~ p_CNN(t) x exp(-(chi2(t) - chi2_min) / (2 s)),   t = ln(1 + z),
 
-with p_CNN the CNN's calibrated predictive density (`slitcli.io.zpdf.predictive_pdf`) and
+with p_CNN the CNN's calibrated predictive density (`slitcli.io.zpdf.predictive_pdf`,
+uncensored: no spike at z = 0) and
 the likelihood that of the template fit (`slitcli.classic.template_fit`: s = max(1,
 reduced chi2_min) times `HybridConfig.temperature`). The chi-square is computed only where
 the prior has mass: over the grid points where p_CNN exceeds `prior_floor` of its peak,
@@ -16,8 +17,9 @@ on towards the template's minimum). The template fit's coarse-then-fine search r
 inside the range, so a source costs a fraction of a full template scan.
 
 Z is the chi-square minimum (refined by a parabola) of the basin that holds the posterior's
-mode: the prior picks the basin, the template fit places the line within it; the
-quantiles and ZERR come from the posterior as for every catalogue
+mode, when it lies within the posterior's 68% half-width of the mode (else the mode): the
+prior picks the basin, the template fit places the line within it; the quantiles and
+ZERR come from the posterior as for every catalogue
 (`slitcli.io.redshift`); ``ZAGREE`` = p_CNN at the template's best redshift over p_CNN's
 peak (1: the routes agree; near 0: the template's best fit is one the CNN excludes),
 ``Z_CNN`` and ``ZERR_CNN`` are the prior's.
@@ -179,17 +181,21 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
         c = lp[0] - 2 * lp[1] + lp[2]
         if c < 0:
             t_mode += float(np.clip(0.5 * (lp[0] - lp[2]) / c, -1.0, 1.0)) * step
-    # Z: the chi-square minimum of the basin the posterior chose. The prior picks the basin
-    # (which line is which); within it the template fit places the line more finely
-    # than the product, which the broader prior would pull towards the CNN's estimate.
-    minima = _local_minima(chi_known)
-    nearest = int(minima[np.argmin(np.abs(t_known[minima] - t_mode))])
-    basin_ok = 0 < nearest < known.size - 1 and known[nearest + 1] - known[nearest - 1] == 2
-    t_z = _parabola(t_known, chi_known, nearest)[0] if basin_ok else float(t_known[nearest])
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
     cdf /= cdf[-1]
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
     quantiles = {q: float(np.expm1(np.interp(q, cdf, t_grid))) for q in levels}
+    # Z: the chi-square minimum of the basin the posterior chose, when it lies within the
+    # posterior's 68% half-width of the mode. The prior picks the basin (which line is
+    # which); within it the template fit places the line more finely than the product,
+    # which the broader prior would pull towards the CNN's estimate. Where no chi-square
+    # minimum is that close (the prior dominates: faint sources), Z is the mode.
+    minima = _local_minima(chi_known)
+    nearest = int(minima[np.argmin(np.abs(t_known[minima] - t_mode))])
+    basin_ok = 0 < nearest < known.size - 1 and known[nearest + 1] - known[nearest - 1] == 2
+    t_basin = _parabola(t_known, chi_known, nearest)[0] if basin_ok else float(t_known[nearest])
+    half_width = 0.5 * (np.log1p(quantiles[SIGMA_LEVELS[1]]) - np.log1p(quantiles[SIGMA_LEVELS[0]]))
+    t_z = t_basin if abs(t_basin - t_mode) <= half_width else t_mode
     others = [i for i in minima if abs(t_known[i] - t_like) > 0.01]
     delta = float(chi_known[others[0]] - chi2_min) if others else float(chi_known.max() - chi2_min)
     at_limit = bool(t_z - t_grid[0] < half * step or t_grid[-1] - t_z < half * step)
@@ -219,8 +225,9 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         stop = start + len(sci)
         rows = cnn[start:stop]
-        # Density in t: per unit z times dz/dt = 1 + z.
-        prior = predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]), z_grid, bundle.tail_dof) * (1.0 + z_grid)
+        # Density in t: per unit z times dz/dt = 1 + z; uncensored (the catalogue's PDF puts
+        # the mass below z = 0 in a spike at z = 0, which would pull the posterior's mode there).
+        prior = predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]), z_grid, bundle.tail_dof, censor=False) * (1.0 + z_grid)
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, stop))
         searches = [search_chi2(models.model_fn(kernels[n]), models.t_grid, flux, ivar, prior[n], fit_config, config) for n, (flux, ivar) in enumerate(data)]
@@ -267,9 +274,9 @@ def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, te
     """The likelihood temperature whose posteriors cover the truth as often as they claim.
 
     Minimises the largest |coverage - level| over `levels` on the grid `temperatures`
-    (default 0.5 to 64, log-spaced); returns it and its coverages.
+    (default 0.5 x 2^(k/4), 0.5 to 64); returns it and its coverages.
     """
-    temperatures = np.geomspace(0.5, 64.0, 29) if temperatures is None else np.asarray(temperatures, float)
+    temperatures = 0.5 * 2.0 ** (np.arange(29) / 4) if temperatures is None else np.asarray(temperatures, float)
     results = [coverage(searches, priors, t_grid, t_true, float(T), levels) for T in temperatures]
     worst = [np.max(np.abs(c - np.asarray(levels))) for c in results]
     k = int(np.argmin(worst))

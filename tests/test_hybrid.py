@@ -8,7 +8,7 @@ from astropy.table import Table
 
 from slitcli.classic.template_fit import TemplateFitConfig
 from slitcli.hybrid import HybridConfig, Search, coverage, fit_temperature, posterior, search_range
-from tests.conftest import invoke
+from conftest import invoke
 
 T_GRID = TemplateFitConfig().grid()
 STEP = float(T_GRID[1] - T_GRID[0])
@@ -91,7 +91,9 @@ def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     result = invoke("predict", sample, "--method", "hybrid", "--n-mc", 10, "--pdf", "-o", tmp_path / "z.fits")
     assert result.exit_code == 0, result.output
     table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
-    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == 1.0
+    from slitcli.nn.modelfile import load_model
+
+    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == load_model(None).hybrid_temperature == 4.0
     assert {"Z_CNN", "ZERR_CNN", "ZTEMPL", "ZAGREE", "NSEARCH"} <= set(table.colnames)
     assert np.all(table["NSEARCH"] < T_GRID.size)  # the likelihood is computed where the prior has mass only
     q = np.array([table[c] for c in ("Z025", "Z160", "Z500", "Z840", "Z975")])

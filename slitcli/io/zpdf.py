@@ -47,14 +47,15 @@ def normalise(grid: np.ndarray, pdf: np.ndarray) -> np.ndarray:
     return np.divide(pdf, area[..., None], out=np.zeros_like(pdf, dtype=np.float64), where=area[..., None] > 0)
 
 
-def predictive_pdf(z, zerr, grid: np.ndarray, dof: float = np.inf) -> np.ndarray:
+def predictive_pdf(z, zerr, grid: np.ndarray, dof: float = np.inf, censor: bool = True) -> np.ndarray:
     """Densities per unit z [n, n_grid] of the catalogue's predictive distribution (`slitcli.io.redshift`).
 
     A Gaussian (or Student t of `dof`) in t centred on ln(1 + Z) with 68.27% half-width
     ZERR / (1 + Z), carried to z (density / (1 + z)); the mass below z = 0 is put in the
     first grid cell (the censoring of the quantile columns) and the mass beyond the grid
     in the last (a quantile past the grid reads as its end), and each row is normalised
-    on the grid.
+    on the grid. Without `censor` the mass beyond the ends is left out (the density
+    itself, as the hybrid route's prior needs: no spike at z = 0).
     """
     z, zerr = np.atleast_1d(np.asarray(z, np.float64)), np.atleast_1d(np.asarray(zerr, np.float64))
     t_grid = np.log1p(grid)[None, :]
@@ -69,8 +70,9 @@ def predictive_pdf(z, zerr, grid: np.ndarray, dof: float = np.inf) -> np.ndarray
     pdf = density_t / (1.0 + grid)[None, :]
     # The mass beyond each end as a spike in the end cell (integral `below`, `above`), so
     # that every quantile the grid can hold is the catalogue's.
-    pdf[:, 0] += 2.0 * below / (grid[1] - grid[0])
-    pdf[:, -1] += 2.0 * above / (grid[-1] - grid[-2])
+    if censor:
+        pdf[:, 0] += 2.0 * below / (grid[1] - grid[0])
+        pdf[:, -1] += 2.0 * above / (grid[-1] - grid[-2])
     return normalise(grid, pdf)
 
 

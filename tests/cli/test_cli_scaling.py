@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from slitcli.parallel import shard_seed
 from slitcli.sim.shards import FIELD_ID_STRIDE
-from tests.conftest import assert_one_line_error, assert_usage_error, invoke
+from conftest import assert_one_line_error, assert_usage_error, invoke
 
 pytestmark = pytest.mark.slow
 

@@ -123,3 +123,16 @@ def test_evaluate_reports_pdf_metrics_when_the_catalogue_has_pdfs(tiny):
     assert invoke("predict", tiny / "s.fits", "--n-mc", "4", "--device", "cpu", "-q", "-o", e).exit_code == 0
     assert invoke("evaluate", e, "--truth", tiny / "s.fits", "-q", "-o", tiny / "report2").exit_code == 0
     assert "crps_mean" not in T.read(tiny / "report2" / "metrics.ecsv").colnames
+
+
+def test_uncensored_predictive_pdf_has_no_spike_at_z_zero():
+    """Centred at z = 0.01 with ZERR 0.05: censored, the first cell holds the mass below z = 0;
+    uncensored (the hybrid route's prior), the density is smooth there."""
+    from slitcli.io.zpdf import predictive_pdf, z_grid
+
+    grid = z_grid()
+    censored = predictive_pdf([0.01], [0.05], grid)[0]
+    smooth = predictive_pdf([0.01], [0.05], grid, censor=False)[0]
+    assert censored[0] > 10 * censored[1]
+    assert smooth[0] == pytest.approx(smooth[1], rel=0.02)
+    assert np.trapezoid(smooth, grid) == pytest.approx(1.0, rel=1e-9)
