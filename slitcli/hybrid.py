@@ -244,8 +244,9 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     """
     t_grid = fit_config.grid()
     sources = reader.sources()
-    rows = []
+    rows, bad_pixels = [], 0
     for start, sci, dq, snr, cnn, prior, searches in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
+        bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
         fits = [posterior(found, prior[n], t_grid, config.temperature, 2 * fit_config.coarse_every) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
         columns |= {
@@ -254,7 +255,7 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         }
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
     table = vstack(rows)
-    table.meta["NBADPIX"] = reader.bad_pixels
+    table.meta["NBADPIX"] = bad_pixels
     return table
 
 
