@@ -66,6 +66,8 @@ class Route:
     def _fit_config(self):
         from slitcli.classic.template_fit import TemplateFitConfig
 
+        if self.method == "template":  # its temperature is kept in the model card (calibrate --template)
+            return TemplateFitConfig(temperature=_bundle(self.model).template_temperature)
         return TemplateFitConfig()
 
     def _predict_config(self):
@@ -83,6 +85,7 @@ class Route:
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": self._hybrid_config().temperature}
+            del meta["TMPLTEMP"]  # the hybrid's likelihood has its own temperature
         return meta
 
     def check(self, paths) -> None:

@@ -16,7 +16,8 @@ Steps 1-2 depend only on the file (WCS, sensitivity) and z; step 3 on the source
 The chi-square is minimised over the template coefficients (non-negative least
 squares) on a grid in t = ln(1 + z): a coarse grid, then fine windows around the
 best few minima, then a window a few sigma wide around the best. The redshift PDF is
-exp(-(chi2 - chi2_min) / (2 s)), s = max(1, reduced chi2_min) (the template mismatch
+exp(-(chi2 - chi2_min) / (2 s)), s = max(1, reduced chi2_min) times a calibrated
+temperature (`TemplateFitConfig.temperature`; the template mismatch
 is folded into the width), and the quantiles and `ZERR` come from it: the quantiles are
 read from its CDF in t (so they stay inside [z_min, z_max]), Z is the best fit and
 ZERR / (1 + Z) half the width in t of its central 68.27% interval, as
@@ -72,6 +73,9 @@ class TemplateFitConfig:
         Best minima of the first pass searched on the fine grid (+-2 coarse steps).
     min_delta_chi2 : float
         DELTACHI2 below this sets ZWARN bit 4 (as redrock).
+    temperature : float
+        Multiplies the PDF's scale s (`calibrate --template` fits it so that the intervals
+        cover as claimed; 1: the chi-square as it is).
     """
 
     z_min: float = 0.0
@@ -80,13 +84,14 @@ class TemplateFitConfig:
     coarse_every: int = 8
     n_candidates: int = 4
     min_delta_chi2: float = 9.0
+    temperature: float = 1.0
 
     def __post_init__(self):
         if not (0.0 <= self.z_min < self.z_max):
             msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
             raise ConfigError(msg)
-        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1):
-            msg = "the template fit needs step > 0, coarse_every >= 1 and n_candidates >= 1"
+        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.temperature > 0):
+            msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1 and temperature > 0"
             raise ConfigError(msg)
 
     def grid(self) -> np.ndarray:
@@ -250,8 +255,17 @@ def _parabola(t: np.ndarray, chi2: np.ndarray, i: int) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class Search:
+    """The chi-square of one source at the grid points searched (indices `known`), and its pixels."""
+
+    known: np.ndarray
+    chi2: np.ndarray
+    npix: int
+
+
+@dataclass(frozen=True)
 class RedshiftFit:
-    """Result of `fit_redshift`: the best z, the PDF's quantiles and the fit's quality."""
+    """Result of `fit_redshift`: the best z, the PDF's quantiles and the fit's quality (and the chi-square searched)."""
 
     z: float
     quantiles: dict
@@ -260,6 +274,7 @@ class RedshiftFit:
     npix: int
     at_limit: bool
     pdf_t: np.ndarray | None = None
+    search: Search | None = None
 
 
 def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
@@ -309,7 +324,7 @@ def fit_redshift(
     best = int(np.argmin(chi_known))
     chi2_min = float(chi_known[best])
     npix = int((ivar > 0).sum())
-    scale = max(1.0, chi2_min / max(npix - 1, 1))
+    scale = max(1.0, chi2_min / max(npix - 1, 1)) * config.temperature
     neighbours = best > 0 and best < known.size - 1 and known[best + 1] - known[best - 1] == 2
     t_best, curv = _parabola(t_known, chi_known, best) if neighbours else (float(t_known[best]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
@@ -339,7 +354,7 @@ def fit_redshift(
         else:
             # Linear between the points searched, as the quantiles' CDF reads it.
             pdf_t = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)))
-    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t)
+    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t, Search(known, chi_known, npix))
 
 
 #: Point spectra of the last two (templates, band geometry, grid), the GV and GI of a survey's files.
@@ -394,7 +409,7 @@ def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
 
 def catalog_meta(config: TemplateFitConfig) -> dict:
     """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
-    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step}
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature}
 
 
 def fit_file(

@@ -17,6 +17,7 @@ def calibrate(
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2).", metavar="N", min=2),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
+    template: bool = typer.Option(False, "--template", help="Instead, fit the temperature of the template route's chi-square PDF (predict --method template -m MODEL reads it from the model card), on the sources with SNR_GI >= 1."),
     hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the temperature of the hybrid route's template likelihood (predict --method hybrid), on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed; calibrate the CNN first."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
@@ -39,6 +40,8 @@ def calibrate(
       slitcli calibrate val.fits -m models/my-model -o models/my-model-cal
 
       slitcli calibrate val.fits -m models/my-model-cal --hybrid --in-place
+
+      slitcli calibrate val.fits -m models/my-model-cal --template --in-place
     """
     with command(quiet, verbose):
         from slitcli.errors import ConfigError
@@ -55,6 +58,24 @@ def calibrate(
         target = bundle.path if in_place else output
         if not in_place:
             check_output_path(target, overwrite, inputs=(sample, bundle.path), directory=True, files=("model.safetensors", "model.json"))
+        if template and hybrid:
+            raise ConfigError("give --template or --hybrid, not both")
+        if template:
+            from slitcli.classic.posterior import calibrate_template
+            from slitcli.classic.template_fit import TemplateFitConfig, check_template_inputs
+            from slitcli.io.samplefile import SampleReader
+
+            check_template_inputs([sample])
+            with progress_bar(quiet) as bar, SampleReader(sample, ("GV", "GI")) as reader:
+                task = bar.add_task(f"template: {sample.name}", total=None)
+                cal = calibrate_template(reader, TemplateFitConfig(), progress=lambda d, n: bar.update(task, completed=d, total=n))
+            bundle.card.setdefault("calibration", {})["template_temperature"] = cal.temperature
+            save_model(bundle, target, overwrite=overwrite or in_place)
+            log.info(
+                f"template temperature {cal.temperature:.3g} on {cal.n} sources of {sample.name} (SNR_GI >= 1): "
+                f"68%/95% coverage {cal.coverage_before[0]:.3f}/{cal.coverage_before[1]:.3f} -> {cal.coverage_after[0]:.3f}/{cal.coverage_after[1]:.3f}; wrote {target}"
+            )
+            return
         if hybrid:
             from slitcli.classic.template_fit import check_template_inputs
             from slitcli.hybrid import calibrate_hybrid

@@ -226,6 +226,9 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     truth = read_truth(sample_path)
     if tails and "SNR_GI" in truth.colnames:  # refuse before the prediction, not after
         _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)
+    # The template route's temperature does not depend on the network: kept. The hybrid's
+    # does (its prior is the network's calibrated PDF): dropped, to be fitted again.
+    kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k == "template_temperature"}
     bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
     pred = predict_file(bundle, sample_path, predict_config, progress=progress)
     # The SNR measured from the data, as predict will see it (the join takes the truth's SNR_GI).
@@ -243,6 +246,7 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     calibrated = cal.temperature * snr_scale(snr, cal.snr_power) * zerr
     result = CalibrationResult(cal.temperature, cal.dof, cal.snr_power, calibration_error(z, zerr, z_true), calibration_error(z, calibrated, z_true, dof=cal.dof), len(z), Path(sample_path).name)
     bundle.card["calibration"] = {
+        **kept,
         "temperature": cal.temperature,
         # JSON has no infinity: null means Gaussian.
         "tail_dof": cal.dof if np.isfinite(cal.dof) else None,

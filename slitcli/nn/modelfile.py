@@ -72,6 +72,11 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("hybrid_temperature", 1.0))
 
     @property
+    def template_temperature(self) -> float:
+        """Scale of the template route's PDF (`slitcli.classic.posterior`); 1 before `calibrate --template`."""
+        return float(self.card.get("calibration", {}).get("template_temperature", 1.0))
+
+    @property
     def snr_power(self) -> float:
         """Power p of the SNR-dependent uncertainty scale (clip(SNR_GI, 1, 30) / 3)^p; 0 before calibration."""
         return float(self.card.get("calibration", {}).get("snr_power", 0.0) or 0.0)
@@ -167,6 +172,7 @@ CARD_SCHEMA = {
         "tail_dof": (False, lambda v: v is None or _positive(v), "a positive number, or null (Gaussian)"),
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
         "hybrid_temperature": (False, _positive, "a positive number"),
+        "template_temperature": (False, _positive, "a positive number"),
         ...: None,
     }, "an object"),
     "training": (False, {

@@ -1,0 +1,92 @@
+"""The template likelihood as a PDF, times a prior: against analytic forms; the temperature fit restores coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slitcli.classic.posterior import coverage, fit_temperature, posterior
+from slitcli.classic.template_fit import Search, TemplateFitConfig
+
+T_GRID = TemplateFitConfig().grid()
+STEP = float(T_GRID[1] - T_GRID[0])
+
+def gaussian(t, centre, sigma):
+    return np.exp(-0.5 * ((t - centre) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
+
+
+def quadratic_search(centre: float, sigma: float, lo: int = 0, hi: int | None = None, npix: int = 10_000) -> Search:
+    """A chi-square ((t - centre) / sigma)^2 at every grid point of [lo, hi] (chi2_min ~ 0, so s = 1)."""
+    known = np.arange(lo, T_GRID.size if hi is None else hi + 1)
+    return Search(known, ((T_GRID[known] - centre) / sigma) ** 2, npix)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_posterior_of_two_gaussians_is_their_analytic_product(temperature):
+    """Gaussian likelihood (sigma_L sqrt(T)) x Gaussian prior: a Gaussian of known mean and width.
+
+    Z stays the chi-square minimum of the basin (the template's placement of the line).
+    """
+    t_like, sigma_l, t_prior, sigma_p = 0.4, 0.004, 0.407, 0.006
+    fit = posterior(quadratic_search(t_like, sigma_l), gaussian(T_GRID, t_prior, sigma_p), T_GRID, temperature).fit
+    var_l = sigma_l**2 * temperature
+    sigma = np.sqrt(1 / (1 / var_l + 1 / sigma_p**2))
+    mean = sigma**2 * (t_like / var_l + t_prior / sigma_p**2)
+    assert np.log1p(fit.z) == pytest.approx(t_like, abs=0.1 * STEP)
+    half = 0.5 * (np.log1p(fit.quantiles[0.8413447460685429]) - np.log1p(fit.quantiles[0.15865525393145707]))
+    assert half == pytest.approx(sigma, rel=0.02)
+    assert np.log1p(fit.quantiles[0.5]) == pytest.approx(mean, abs=0.1 * STEP)
+    assert np.trapezoid(fit.pdf_t, T_GRID) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_the_prior_removes_a_deeper_minimum_the_cnn_excludes():
+    """A chi-square with its best minimum at t = 0.2 and a second one at 0.6 (chi2 + 4): with the
+    prior at 0.6, the posterior sits at 0.6 and ZAGREE tells that the template's best lay elsewhere."""
+    known = np.arange(T_GRID.size)
+    chi2 = np.minimum(((T_GRID - 0.2) / 0.003) ** 2, ((T_GRID - 0.6) / 0.003) ** 2 + 4.0)
+    found = Search(known, chi2, 10_000)
+    hybrid = posterior(found, gaussian(T_GRID, 0.6, 0.02), T_GRID)
+    assert np.log1p(hybrid.fit.z) == pytest.approx(0.6, abs=STEP)
+    assert np.log1p(hybrid.z_template) == pytest.approx(0.2, abs=STEP)
+    assert hybrid.agreement < 1e-10
+    agree = posterior(found, gaussian(T_GRID, 0.2, 0.02), T_GRID)
+    assert np.log1p(agree.fit.z) == pytest.approx(0.2, abs=STEP) and agree.agreement > 0.99
+
+
+def test_fit_temperature_restores_coverage_of_a_likelihood_too_narrow_by_two():
+    """True scatter twice the chi-square's sigma: the temperature is 4 and the intervals cover as claimed."""
+    rng = np.random.default_rng(5)
+    sigma_claimed, n = 0.003, 400
+    centres = rng.uniform(0.3, 0.8, n)
+    truth = centres + rng.normal(0.0, 2 * sigma_claimed, n)
+    lo, hi = (np.searchsorted(T_GRID, c - 0.05) for c in (centres, centres))
+    searches = [quadratic_search(c, sigma_claimed, int(a), int(b) + 250) for c, a, b in zip(centres, lo, hi, strict=True)]
+    flat = [np.ones_like(T_GRID)] * n
+    narrow = coverage(searches, flat, T_GRID, truth, 1.0)
+    assert narrow[0] == pytest.approx(0.383, abs=0.06)  # P(|x| < sigma/2) of a Gaussian
+    temperature, cov = fit_temperature(searches, flat, T_GRID, truth, temperatures=[1.0, 2.0, 4.0, 8.0])
+    assert temperature == 4.0
+    assert cov == pytest.approx([0.6827, 0.9545], abs=0.04)
+
+
+def test_template_temperature_widens_the_fit_by_its_square_root():
+    """One emission-line template on 300 pixels (line at 100 + 2000 (t - 0.4) pixels): the
+    template route's Z does not move with the temperature, ZERR grows by sqrt(T)."""
+    from slitcli.classic.template_fit import fit_redshift
+
+    pix = np.arange(300.0)
+
+    def model_fn(index):
+        centres = 100.0 + 2000.0 * (T_GRID[index] - 0.4)
+        return np.exp(-0.5 * ((pix[None, :] - centres[:, None]) / 1.5) ** 2)[:, None, :]
+
+    rng = np.random.default_rng(2)
+    t0 = 0.43
+    flux = model_fn(np.array([np.argmin(np.abs(T_GRID - t0))]))[0, 0] * 0.5 + rng.normal(0.0, 0.05, pix.size)
+    ivar = np.full(pix.size, 1 / 0.05**2)
+    fits = [fit_redshift(model_fn, T_GRID, flux, ivar, TemplateFitConfig(temperature=t)) for t in (1.0, 4.0)]
+    half = [0.5 * (np.log1p(f.quantiles[0.8413447460685429]) - np.log1p(f.quantiles[0.15865525393145707])) for f in fits]
+    assert fits[0].z == fits[1].z
+    assert np.log1p(fits[0].z) == pytest.approx(t0, abs=3 * STEP)
+    assert half[1] / half[0] == pytest.approx(2.0, rel=0.05)
+    assert fits[0].search.chi2.min() == pytest.approx(fits[0].chi2)
