@@ -25,9 +25,19 @@ from slitcli.parallel import Task, file_identity, read_task_id, task_id
 __all__ = ["Route", "predict_file", "predict_files", "catalog_table"]
 
 
-@functools.lru_cache(maxsize=4)
 def _bundle(path: str | None):
-    """The model of directory `path` (None: the shipped one), loaded once per process."""
+    """The model of directory `path` (None: the shipped one), loaded once per process and
+    again when its files change (a calibration written in place)."""
+    from slitcli.nn.modelfile import CARD, WEIGHTS, default_model_dir
+
+    directory = Path(path) if path is not None else default_model_dir()
+    files = [directory / name for name in (CARD, WEIGHTS)]
+    stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files)
+    return _load_bundle(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_bundle(path: str | None, stamp):
     from slitcli.nn.modelfile import load_model
 
     return load_model(path)
@@ -158,9 +168,9 @@ def catalog_table(tables: list[Table], paths, route: Route, meta: dict | None = 
 
 
 def _file_task(route: Route, path: Path) -> str:
-    fields = asdict(route)
-    fields["device"] = route.meta().get("DEVICE", "cpu")  # "auto" resolved: CPU and GPU rows may differ
-    return task_id(route=fields, model=route.meta().get("MODELSHA"), input=file_identity(path))
+    # The route's provenance holds what the rows depend on beyond its fields: the model's
+    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, TMPLTEMP), the device.
+    return task_id(route=asdict(route), meta=route.meta(), input=file_identity(path))
 
 
 def _read_unit(path: Path, route: Route) -> Table:

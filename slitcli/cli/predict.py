@@ -52,9 +52,9 @@ def predict(
         help="cnn: the Bayesian CNN on the 2D cutouts. template: the classic route, optimal 1D extraction and a "
         "chi-square fit of CWW+Kinney and emission-line templates (needs the files' DIRECT stamps). "
         "hybrid: the CNN's p(z) as the prior times the template likelihood, searched where the prior has mass "
-        "(needs DIRECT stamps; calibrate --method hybrid fits its temperature; docs/template.md).",
+        "(needs DIRECT stamps; calibrate --hybrid fits its temperature; docs/template.md).",
     ),
-    model: Path = typer.Option(None, "--model", "-m", help="Model directory (cnn). [default: the model shipped in models/]", metavar="DIR", show_default=False),
+    model: Path = typer.Option(None, "--model", "-m", help="Model directory: the CNN (cnn, hybrid) and the calibrated temperatures of the template and hybrid routes (its card). [default: the model shipped in models/]", metavar="DIR", show_default=False),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (cnn, >= 2).", metavar="N", min=2),
     batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch.", metavar="N", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
@@ -98,7 +98,7 @@ def predict(
         if refine and direct is None:
             raise typer.BadParameter("the second pass refines the contamination model, which needs --direct", param_hint="--refine")
         if catalog is not None and method is not Method.cnn and direct is None:
-            raise typer.BadParameter("the template route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
+            raise typer.BadParameter(f"the {method.value} route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
         check_output_path(output, overwrite, inputs=[*inputs, *field_inputs])
         route = Route(method.value, str(model) if model is not None else None, n_mc, batch_size, seed, device, pdf, contam.value)

@@ -1,0 +1,21 @@
+"""The prediction routes: a model directory changed in place (a calibration) is read again."""
+
+from __future__ import annotations
+
+import shutil
+
+from slitcli.nn.modelfile import default_model_dir, load_model, save_model
+from slitcli.routes import Route
+
+
+def test_a_calibration_written_in_place_reaches_the_next_prediction(tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    route = Route("template", str(model))
+    assert route.meta()["TMPLTEMP"] == load_model(model).template_temperature
+    bundle = load_model(model)
+    bundle.card["calibration"]["template_temperature"] = 7.5
+    save_model(bundle, model, overwrite=True)
+    assert route.meta()["TMPLTEMP"] == 7.5
+    assert Route("hybrid", str(model)).meta()["HYBTEMP"] == bundle.hybrid_temperature
+    assert "TMPLTEMP" not in Route("hybrid", str(model)).meta()
