@@ -49,3 +49,4 @@ def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     grid, pdf = read_zpdf(tmp_path / "z.fits")
     assert np.allclose(np.trapezoid(pdf, grid, axis=1), 1.0, rtol=1e-5)
     assert np.all((table["ZAGREE"] >= 0) & (table["ZAGREE"] <= 1))
+    assert np.all((table["ODDS"] >= 0) & (table["ODDS"] <= 1 + 1e-12))

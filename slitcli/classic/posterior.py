@@ -27,7 +27,7 @@ from slitcli.classic.template_fit import (
 )
 from slitcli.errors import InputError
 from slitcli.extract import data_snr
-from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS
+from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 
 __all__ = ["PosteriorFit", "posterior", "coverage", "fit_temperature", "TemperatureFit", "calibrate_template"]
 
@@ -99,7 +99,7 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     others = [i for i in minima if abs(t_known[i] - t_like) > 0.01]
     delta = float(chi_known[others[0]] - chi2_min) if others else float(chi_known.max() - chi2_min)
     at_limit = bool(t_z - t_grid[0] < half * step or t_grid[-1] - t_z < half * step)
-    fit = RedshiftFit(float(np.expm1(t_z)), quantiles, chi2_min, delta, search.npix, at_limit, post)
+    fit = RedshiftFit(float(np.expm1(t_z)), quantiles, chi2_min, delta, search.npix, at_limit, post, search, odds_from_cdf(t_z, t_grid, cdf))
     agreement = float(np.interp(t_like, t_grid, prior_t) / prior_t.max()) if prior_t.max() > 0 else 0.0
     return PosteriorFit(fit, float(np.expm1(t_like)), agreement, int(known.size))
 

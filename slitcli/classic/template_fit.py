@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from astropy.table import Table, vstack
 from scipy.optimize import nnls
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from slitcli.classic.templates import TemplateBasis, load_templates
 from slitcli.errors import ConfigError
@@ -44,7 +44,7 @@ from slitcli.extract import (
     extract_optimal,
     sample_band_columns,
 )
-from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, source_identity
+from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, odds_from_cdf, source_identity
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise
 
@@ -275,6 +275,7 @@ class RedshiftFit:
     at_limit: bool
     pdf_t: np.ndarray | None = None
     search: Search | None = None
+    odds: float = float("nan")
 
 
 def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
@@ -334,11 +335,13 @@ def fit_redshift(
         # The PDF's core is narrower than the grid resolves: use its Gaussian shape
         # from the chi-square's curvature at the minimum, kept on the searched range.
         quantiles = {q: float(np.expm1(np.clip(t_best + sigma * ndtri(q), t_grid[0], t_grid[-1]))) for q in levels}
+        odds = float(ndtr(np.log1p(ODDS_WIDTH) / sigma) - ndtr(np.log1p(-ODDS_WIDTH) / sigma)) if sigma > 0 else 1.0
     else:
         pdf = np.exp(-(chi_known - chi2_min) / (2 * scale))
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_known))])
         cdf /= cdf[-1]
         quantiles = {q: float(np.expm1(np.interp(q, cdf, t_known))) for q in levels}
+        odds = odds_from_cdf(t_best, t_known, cdf)
     # DELTACHI2 as redrock: the next best distinct minimum (more than 0.01 in ln(1 + z) away).
     others = [i for i in minima if abs(t_grid[coarse[i]] - t_best) > 0.01]
     if others:
@@ -354,7 +357,7 @@ def fit_redshift(
         else:
             # Linear between the points searched, as the quantiles' CDF reads it.
             pdf_t = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)))
-    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t, Search(known, chi_known, npix))
+    return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t, Search(known, chi_known, npix), odds)
 
 
 #: Point spectra of the last two (templates, band geometry, grid), the GV and GI of a survey's files.
@@ -496,7 +499,7 @@ def fit_columns(fits: list[RedshiftFit], sci, dq, snr, config: TemplateFitConfig
     zwarn = data_zwarn(sci, dq, snr)
     zwarn[np.array([f.at_limit for f in fits])] |= ZWARN_BITS["Z_FITLIMIT"]
     zwarn[delta < config.min_delta_chi2] |= ZWARN_SMALL_DELTA_CHI2
-    columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "SNR_GI": snr, "ZWARN": zwarn}
+    columns = {"Z": z, "ZERR": zerr, "ZERR_EPI": np.zeros(len(sci)), "ZERR_ALE": zerr, **q, "ODDS": np.array([f.odds for f in fits]), "SNR_GI": snr, "ZWARN": zwarn}
     columns |= {"CHI2": [f.chi2 for f in fits], "DELTACHI2": delta, "NPIXELS": [f.npix for f in fits]}
     if t_grid is not None:
         z_grid = np.expm1(t_grid)

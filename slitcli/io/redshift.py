@@ -52,7 +52,7 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-__all__ = ["ZWARN_BITS", "QUANTILES", "standard_quantile", "half_width", "quantiles", "SIGMA_LEVELS", "source_identity", "data_zwarn"]
+__all__ = ["ZWARN_BITS", "QUANTILES", "ODDS_WIDTH", "standard_quantile", "half_width", "quantiles", "odds", "odds_from_cdf", "SIGMA_LEVELS", "source_identity", "data_zwarn"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
 ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16}
@@ -106,6 +106,31 @@ def quantiles(z, zerr, dof: float = np.inf, levels: dict = QUANTILES) -> dict:
     z, zerr = np.asarray(z, dtype=np.float64), np.asarray(zerr, dtype=np.float64)
     t, s = np.log1p(z), zerr / (1.0 + z)
     return {name: np.maximum(0.0, np.expm1(t + standard_quantile(q, dof) * s)) for name, q in levels.items()}
+
+
+#: ODDS is the probability within +-ODDS_WIDTH (1 + Z) of Z (BPZ's odds, Benitez 2000).
+ODDS_WIDTH = 0.02
+
+
+def odds(z, zerr, dof: float = np.inf, width: float = ODDS_WIDTH) -> np.ndarray:
+    """Probability of the predictive distribution of Z, ZERR (and `dof`) within +-`width` (1 + Z) of Z.
+
+    The distribution is the catalogue's: centred on ln(1 + Z) in t = ln(1 + z), with 68.27%
+    half-width ZERR / (1 + Z); the interval is [ln(1 - width), ln(1 + width)] about its centre.
+    """
+    from scipy.stats import t as student_t
+
+    z, zerr = np.asarray(z, dtype=np.float64), np.asarray(zerr, dtype=np.float64)
+    s = np.maximum(zerr / (1.0 + z), 1e-300)
+    k = float(standard_quantile(SIGMA_LEVELS[1], dof))  # the standard distribution's Phi(1) quantile
+    dist = student_t(dof) if np.isfinite(dof) else norm
+    return dist.cdf(np.log1p(width) * k / s) - dist.cdf(np.log1p(-width) * k / s)
+
+
+def odds_from_cdf(t_best: float, t_nodes: np.ndarray, cdf: np.ndarray, width: float = ODDS_WIDTH) -> float:
+    """ODDS of a PDF given by its CDF at nodes `t_nodes` in t (linear between them), about `t_best`."""
+    lo, hi = np.interp([t_best + np.log1p(-width), t_best + np.log1p(width)], t_nodes, cdf)
+    return float(hi - lo)
 
 
 def data_zwarn(sci: np.ndarray, dq: np.ndarray, snr: np.ndarray) -> np.ndarray:

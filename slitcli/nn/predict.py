@@ -31,6 +31,7 @@ from slitcli.extract import data_snr, sample_band_columns
 from slitcli.io.redshift import (
     ZWARN_BITS,
     data_zwarn,
+    odds,
     quantiles,
     source_identity,
 )
@@ -131,7 +132,7 @@ def summarise(mu_t: np.ndarray, logvar_t: np.ndarray, temperature: float | np.nd
     epi = (1 + z) * mu_t.std(axis=0, ddof=1) * temperature
     ale = (1 + z) * np.sqrt(np.exp(logvar_t).mean(axis=0)) * temperature
     zerr = np.hypot(epi, ale)
-    return {"Z": z, "ZERR": zerr, "ZERR_EPI": epi, "ZERR_ALE": ale, **quantiles(z, zerr, dof)}
+    return {"Z": z, "ZERR": zerr, "ZERR_EPI": epi, "ZERR_ALE": ale, **quantiles(z, zerr, dof), "ODDS": odds(z, zerr, dof)}
 
 
 #: The calibration's SNR scale: (clip(SNR_GI, *SNR_CLIP) / SNR_PIVOT)^power.

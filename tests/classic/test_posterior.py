@@ -90,3 +90,5 @@ def test_template_temperature_widens_the_fit_by_its_square_root():
     assert np.log1p(fits[0].z) == pytest.approx(t0, abs=3 * STEP)
     assert half[1] / half[0] == pytest.approx(2.0, rel=0.05)
     assert fits[0].search.chi2.min() == pytest.approx(fits[0].chi2)
+    # ODDS (mass within +-2% of 1 + Z): a line placed to a fraction of a pixel has all of it.
+    assert fits[0].odds == pytest.approx(1.0) and fits[1].odds == pytest.approx(1.0)

@@ -98,3 +98,29 @@ def test_summarise_publishes_these_quantiles():
         assert np.all(out[name] >= 0.0)
         np.testing.assert_allclose(out[name], expected[name], rtol=1e-12)
     assert np.all(out["Z"] + standard_quantile(0.025, 3.0) * out["ZERR"] < 0)  # the old linear formula would be negative
+
+
+def test_odds_of_a_gaussian_is_its_mass_within_two_percent():
+    """ODDS = P(|t - t0| within ln(1 -+ 0.02)) of a Gaussian in t of sigma ZERR / (1 + Z)."""
+    from scipy.stats import norm
+
+    from slitcli.io.redshift import odds
+
+    z, zerr = np.array([0.5, 0.5, 1.2]), np.array([0.003, 0.03, 0.3])
+    sigma = zerr / (1 + z)
+    expected = norm.cdf(np.log(1.02) / sigma) - norm.cdf(np.log(0.98) / sigma)
+    np.testing.assert_allclose(odds(z, zerr), expected, rtol=1e-12)
+    assert odds([0.5], [0.003])[0] > 0.99 and odds([1.2], [0.3])[0] < 0.15
+    # Student t tails with the same 68% half-width put less mass in the core's +-2%.
+    assert odds([0.5], [0.03], dof=3.0)[0] < odds([0.5], [0.03])[0]
+
+
+def test_odds_from_a_tabulated_cdf_matches_the_analytic_gaussian():
+    from scipy.stats import norm
+
+    from slitcli.io.redshift import odds_from_cdf
+
+    t = np.linspace(0.0, 1.1, 2748)
+    t0, sigma = 0.41, 0.02
+    expected = norm.cdf(np.log(1.02) / sigma) - norm.cdf(np.log(0.98) / sigma)
+    assert odds_from_cdf(t0, t, norm.cdf((t - t0) / sigma)) == pytest.approx(expected, abs=1e-4)
