@@ -32,14 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, vstack
 
-from slitcli.classic.posterior import PosteriorFit, TemperatureFit, posterior, temperature_fit, true_t
+from slitcli.classic.posterior import TemperatureFit, calibrate_temperature, posterior, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, chi2_grid, fit_columns
 from slitcli.errors import ConfigError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import source_identity
 from slitcli.io.zpdf import predictive_pdf
 
-__all__ = ["HybridConfig", "search_range", "search_chi2", "fit_posterior", "iter_searches", "hybrid_sample", "calibrate_hybrid"]
+__all__ = ["HybridConfig", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "calibrate_hybrid"]
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,6 @@ def search_chi2(model_fn, t_grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray
     return Search(known, chi2[known], int((ivar > 0).sum()))
 
 
-def fit_posterior(model_fn, t_grid, flux, ivar, prior_t, fit_config: TemplateFitConfig, config: HybridConfig) -> PosteriorFit:
-    """`search_chi2`, then `posterior` at the configured temperature."""
-    found = search_chi2(model_fn, t_grid, flux, ivar, prior_t, fit_config, config)
-    return posterior(found, prior_t, t_grid, config.temperature, 2 * fit_config.coarse_every)
-
-
 def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 16, progress=None):
     """The CNN over the whole sample, then each chunk's chi-square searches inside the priors' ranges.
 
@@ -174,9 +168,9 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
 def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, progress=None) -> TemperatureFit:
     """Fit the hybrid route's likelihood temperature on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
 
-    Uses the sources with SNR_GI >= `min_snr`; writes ``hybrid_temperature`` into
-    ``bundle.card["calibration"]`` (re-calibrating the CNN afterwards resets it: the
-    hybrid's posterior depends on the CNN's calibration).
+    Uses the sources with SNR_GI >= `min_snr`. ``calibrate --hybrid`` keeps the result as
+    ``hybrid_temperature`` in the model card (a CNN re-calibration drops it: the hybrid's
+    posterior depends on the CNN's calibration).
     """
     fit_config = fit_config or TemplateFitConfig()
     t_all = true_t(reader)
@@ -187,6 +181,4 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
                 searches.append(s)
                 priors.append(prior[n])
                 keep.append(start + n)
-    result = temperature_fit(searches, priors, fit_config.grid(), t_all[keep])
-    bundle.card.setdefault("calibration", {})["hybrid_temperature"] = result.temperature
-    return result
+    return calibrate_temperature(searches, priors, fit_config.grid(), t_all[keep])

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slitcli.errors import ConfigError, SlitcliError
+from slitcli.errors import ConfigError, OutputExistsError, SlitcliError
 
-__all__ = ["Task", "TaskFailed", "Executor", "shard_seed", "shard_ranges", "task_id", "read_task_id", "file_identity", "scheduler_address"]
+__all__ = ["Task", "TaskFailed", "Executor", "shard_seed", "shard_ranges", "task_id", "read_task_id", "require_task", "file_identity", "scheduler_address"]
 
 #: Times Dask retries a unit that raised (a worker that died is rescheduled anyway).
 RETRIES = 2
@@ -110,6 +110,16 @@ def read_task_id(path: str | Path) -> str | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def require_task(path, found: str | None, digest: str, made_by: str, redo: str = "pass --overwrite") -> None:
+    """Refuse output `path` whose TASKID `found` is not this run's `digest` (`OutputExistsError`, one line).
+
+    `made_by` says what differs ("was made by another run"); `redo` how to replace it.
+    """
+    if found != digest:
+        msg = f"{path} {made_by} (TASKID {found or 'missing'}, this run's {digest}); remove it, or {redo}"
+        raise OutputExistsError(msg)
 
 
 def scheduler_address(scheduler: str | None) -> str | None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from slitcli.errors import InputError, OutputExistsError
-from slitcli.parallel import Task, file_identity, read_task_id, task_id
+from slitcli.errors import InputError
+from slitcli.parallel import Task, file_identity, require_task, task_id
 
 __all__ = ["Route", "predict_file", "predict_files", "catalog_table"]
 
@@ -173,11 +173,13 @@ def _file_task(route: Route, path: Path) -> str:
     return task_id(route=asdict(route), meta=route.meta(), input=file_identity(path))
 
 
-def _read_unit(path: Path, route: Route) -> Table:
-    """A per-file catalogue read back as the unit's table (no INPUT_FILE, the unit's meta only)."""
+def _read_unit(path: Path, route: Route, digest: str) -> Table:
+    """A per-file catalogue of this task (TASKID `digest`, else refused) read back as the unit's
+    table (no INPUT_FILE, the unit's meta only)."""
     from slitcli.io.catalog import read_catalog
 
     table = read_catalog(path)
+    require_task(path, table.meta.get("TASKID"), digest, "was made from another input or with other settings")
     if route.pdf:
         from slitcli.io.zpdf import read_zpdf
 
@@ -242,11 +244,7 @@ def predict_files(route: Route, paths, executor, *, per_file=None, suffix: str =
     for k, (path, out) in enumerate(zip(paths, outputs)):
         digest = _file_task(route, path) if out is not None else ""
         if out is not None and out.exists() and not overwrite:
-            found = read_task_id(out)
-            if found != digest:
-                msg = f"{out} was made from another input or with other settings (TASKID {found or 'missing'}, this run's {digest}); remove it, or pass --overwrite"
-                raise OutputExistsError(msg)
-            tables[k] = _read_unit(out, route)
+            tables[k] = _read_unit(out, route, digest)
             continue
         kwargs = {}
         if progress is not None and not executor.distributed:

@@ -29,7 +29,7 @@ from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "fit_temperature", "TemperatureFit", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "coverage", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
 def _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_best, sigma, step) -> np.ndarray:
@@ -141,7 +141,7 @@ class TemperatureFit:
     n: int
 
 
-def temperature_fit(searches, priors, t_grid, t_true) -> TemperatureFit:
+def calibrate_temperature(searches, priors, t_grid, t_true) -> TemperatureFit:
     """`fit_temperature` with the coverage at T = 1 for comparison."""
     if len(searches) < 10:
         msg = f"{len(searches)} sources with SNR_GI above the cut; a temperature needs at least 10"
@@ -182,4 +182,4 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
         if progress:
             progress(start + len(sci), reader.n)
     flat = [np.ones_like(models.t_grid)] * len(searches)
-    return temperature_fit(searches, flat, models.t_grid, t_all[keep])
+    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep])

@@ -60,34 +60,24 @@ def calibrate(
             check_output_path(target, overwrite, inputs=(sample, bundle.path), directory=True, files=("model.safetensors", "model.json"))
         if template and hybrid:
             raise ConfigError("give --template or --hybrid, not both")
-        if template:
+        if template or hybrid:
             from slitcli.classic.posterior import calibrate_template
-            from slitcli.classic.template_fit import TemplateFitConfig, check_template_inputs
-            from slitcli.io.samplefile import SampleReader
-
-            check_template_inputs([sample])
-            with progress_bar(quiet) as bar, SampleReader(sample, ("GV", "GI")) as reader:
-                task = bar.add_task(f"template: {sample.name}", total=None)
-                cal = calibrate_template(reader, TemplateFitConfig(), progress=lambda d, n: bar.update(task, completed=d, total=n))
-            bundle.card.setdefault("calibration", {})["template_temperature"] = cal.temperature
-            save_model(bundle, target, overwrite=overwrite or in_place)
-            log.info(
-                f"template temperature {cal.temperature:.3g} on {cal.n} sources of {sample.name} (SNR_GI >= 1): "
-                f"68%/95% coverage {cal.coverage_before[0]:.3f}/{cal.coverage_before[1]:.3f} -> {cal.coverage_after[0]:.3f}/{cal.coverage_after[1]:.3f}; wrote {target}"
-            )
-            return
-        if hybrid:
             from slitcli.classic.template_fit import check_template_inputs
             from slitcli.hybrid import calibrate_hybrid
             from slitcli.io.samplefile import SampleReader
 
+            kind = "template" if template else "hybrid"
             check_template_inputs([sample])
-            with progress_bar(quiet) as bar, SampleReader(sample, bundle.bands, bundle.shape) as reader:
-                task = bar.add_task(f"hybrid: {sample.name}", total=None)
-                cal = calibrate_hybrid(bundle, reader, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n))
+            bands, shape = (("GV", "GI"), None) if template else (bundle.bands, bundle.shape)
+            with progress_bar(quiet) as bar, SampleReader(sample, bands, shape) as reader:
+                task = bar.add_task(f"{kind}: {sample.name}", total=None)
+                progress = lambda d, n: bar.update(task, completed=d, total=n)  # noqa: E731
+                cal = calibrate_template(reader, progress=progress) if template else calibrate_hybrid(bundle, reader, cfg, progress=progress)
+            bundle.card.setdefault("calibration", {})[f"{kind}_temperature"] = cal.temperature
             save_model(bundle, target, overwrite=overwrite or in_place)
+            what = "template temperature" if template else "hybrid likelihood temperature"
             log.info(
-                f"hybrid likelihood temperature {cal.temperature:.3g} on {cal.n} sources of {sample.name} (SNR_GI >= 1): "
+                f"{what} {cal.temperature:.3g} on {cal.n} sources of {sample.name} (SNR_GI >= 1): "
                 f"68%/95% coverage {cal.coverage_before[0]:.3f}/{cal.coverage_before[1]:.3f} -> {cal.coverage_after[0]:.3f}/{cal.coverage_after[1]:.3f}; wrote {target}"
             )
             return

@@ -222,9 +222,8 @@ def write_field_cutouts(directories, output_dir, *, executor, instrument_path=No
     options) is skipped, one with another is refused unless `overwrite`.
     `progress(done, total)` counts fields. Returns the files in the order of `directories`.
     """
-    from slitcli.errors import OutputExistsError
     from slitcli.io.files import make_directory
-    from slitcli.parallel import Task, file_identity, read_task_id, task_id
+    from slitcli.parallel import Task, file_identity, read_task_id, require_task, task_id
 
     output_dir = Path(output_dir)
     directories = [Path(d) for d in directories]
@@ -237,15 +236,11 @@ def write_field_cutouts(directories, output_dir, *, executor, instrument_path=No
     for d, out in zip(directories, outputs):
         exposures, catalog, direct = field_files(d)
         digest = task_id(exposures=[file_identity(p) for p in exposures], catalog=file_identity(catalog), direct=file_identity(direct), instrument=file_identity(instrument_path), refine_mag=refine_mag)
-        replace = overwrite
         if out.exists() and not overwrite:
-            found = read_task_id(out)
-            if found == digest:
-                continue
-            msg = f"{out} was made from other inputs or options (TASKID {found or 'missing'}, this run's {digest}); remove it, or pass --overwrite"
-            raise OutputExistsError(msg)
+            require_task(out, read_task_id(out), digest, "was made from other inputs or options")
+            continue
         cards = {"TASKID": (digest, "Digest of the field's inputs (skip if equal)")}
-        kwargs = {"direct_path": direct, "instrument_path": instrument_path, "refine_mag": refine_mag if direct is not None else None, "overwrite": replace, "cards": cards}
+        kwargs = {"direct_path": direct, "instrument_path": instrument_path, "refine_mag": refine_mag if direct is not None else None, "overwrite": overwrite, "cards": cards}
         units.append(Task(str(d), _cut_field, (exposures, catalog, out), kwargs))
     make_directory(output_dir)
     done = len(directories) - len(units)

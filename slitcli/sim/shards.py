@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from slitcli.config import config_hash, to_dict
-from slitcli.errors import ConfigError, OutputExistsError
+from slitcli.errors import ConfigError
 from slitcli.io.files import make_directory
-from slitcli.parallel import Task, read_task_id, shard_ranges, shard_seed, task_id
+from slitcli.parallel import Task, read_task_id, require_task, shard_ranges, shard_seed, task_id
 
 __all__ = ["FIELD_ID_STRIDE", "Shard", "ShardRun", "sample_shards", "field_shards", "pending_shards", "shard_name", "run_sample_shards", "run_field_shards"]
 
@@ -96,17 +96,19 @@ def sample_shards(directory, n: int, n_shards: int, seed: int, *, first_id: int 
     return shards
 
 
-def write_sample_shard(shard: Shard, provider, instrument, config, engine: str, provenance: dict, replace: bool = False) -> Path:
+def write_sample_shard(shard: Shard, provider, instrument, config, engine: str, provenance: dict, replace: bool = False) -> int:
     """Simulate shard `shard` of a sample run (`slitcli.sim.simulate.write_sample`); a unit of work.
 
-    `replace`: overwrite the shard's existing file (`pending_shards` says when).
+    `replace`: overwrite the shard's existing file (`pending_shards` says when). Returns the
+    number of sources written.
     """
     from slitcli.sim.simulate import write_sample
 
     cards = {**provenance, **shard.cards()}
     if shard.first_id is not None:
         cards["FIRSTID"] = (shard.first_id, "SOURCE_ID of the first source")
-    return write_sample(shard.path, _Offset(provider, shard.start), shard.stop - shard.start, instrument, config, shard.seed, provenance=cards, engine=engine, overwrite=replace)
+    write_sample(shard.path, _Offset(provider, shard.start), shard.stop - shard.start, instrument, config, shard.seed, provenance=cards, engine=engine, overwrite=replace)
+    return shard.stop - shard.start
 
 
 def field_shards(directory, n_shards: int, seed: int, *, first_id: int, instrument, config) -> tuple[list[Shard], list]:
@@ -167,10 +169,7 @@ def pending_shards(shards: list[Shard], overwrite: bool, complete=None) -> tuple
         if overwrite or not exists:
             todo.append((shard, exists))
             continue
-        found = read_task_id(shard.path)
-        if found != shard.task:
-            msg = f"{shard.path} was made by another run (TASKID {found or 'missing'}, this run's {shard.task}); remove it, or pass --overwrite to redo every shard"
-            raise OutputExistsError(msg)
+        require_task(shard.path, read_task_id(shard.path), shard.task, "was made by another run", "pass --overwrite to redo every shard")
         if complete is None or complete(shard):
             done.append(shard)
         else:
@@ -219,13 +218,9 @@ def run_sample_shards(directory, provider, n: int, n_shards: int, instrument, co
     shards = sample_shards(directory, n, n_shards, seed, first_id=first_id, instrument=instrument, config=config, engine=engine, provider_id=provider_id)
     make_directory(directory)
     todo, _ = pending_shards(shards, overwrite)
-    _run(executor, len(shards), shard_tasks(todo, _sample_unit, provider, instrument, config, engine, provenance), progress)
+    _run(executor, len(shards), shard_tasks(todo, write_sample_shard, provider, instrument, config, engine, provenance), progress)
     return ShardRun(tuple(s.path for s in shards), len(todo), len(shards) - len(todo), n)
 
-
-def _sample_unit(shard, provider, instrument, config, engine, provenance, replace=False) -> int:
-    write_sample_shard(shard, provider, instrument, config, engine, provenance, replace)
-    return shard.stop - shard.start
 
 
 def run_field_shards(directory, n_shards: int, instrument, config, seed: int, *, first_id: int, instrument_file: str, executor, overwrite: bool = False, inputs=(), progress=None) -> ShardRun:
