@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from slitcli.io.fitsmeta import CHECKSUM_COMMENT, DATASUM_COMMENT, write_checksums
 from slitcli.sim.imaging import convolve_psf, gaussian_psf, resample_flux
 from slitcli.sim.seds import ab_magnitude, load_sed_library, observed_sed
 from slitcli.sim.shapes import load_shape_library
@@ -146,24 +147,33 @@ def _write(hdus: list, path: Path) -> None:
         missing = [card.keyword for card in hdu.header.cards if card.keyword and not card.comment]
         if missing:
             raise RuntimeError(f"{path.name}: header cards without comment: {missing}")
+    # CHECKSUM/DATASUM with fixed comments (astropy's own carry the time of writing), so
+    # the same seed gives the same bytes.
+    for hdu in hdul:
+        hdu.header["CHECKSUM"] = ("0" * 16, CHECKSUM_COMMENT)
+        hdu.header["DATASUM"] = ("0", DATASUM_COMMENT)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        hdul.writeto(tmp, overwrite=True, checksum=True)  # CHECKSUM/DATASUM cards
+        hdul.writeto(tmp, overwrite=True)
+        write_checksums(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _primary(what: str) -> fits.PrimaryHDU:
+ORIGIN = "slitcli make_example_inputs.py"
+
+
+def _primary(what: str, origin: str = ORIGIN) -> fits.PrimaryHDU:
     hdu = fits.PrimaryHDU()
     hdu.header.comments["EXTEND"] = "FITS extensions may follow"
-    hdu.header["ORIGIN"] = ("slitcli make_example_inputs.py", "Software that wrote this file")
+    hdu.header["ORIGIN"] = (origin, "Software that wrote this file")
     hdu.header["CONTENT"] = (what, "What the file holds")
     return hdu
 
 
-def write_hsc(path: Path, object_id, ra, dec, images) -> None:
-    """The HSC-like image file (see module docstring)."""
+def write_hsc(path: Path, object_id, ra, dec, images, *, origin: str = ORIGIN) -> None:
+    """The HSC-like image file (see module docstring); `origin` goes into the ORIGIN card."""
     table = fits.BinTableHDU.from_columns(
         [
             fits.Column(name="object_id", format="K", array=object_id),
@@ -187,11 +197,11 @@ def write_hsc(path: Path, object_id, ra, dec, images) -> None:
     table.header["PSFFWHM"] = (HSC_PSF_FWHM_ARCSEC, "[arcsec] FWHM of the images' Gaussian PSF")
     table.header["MAGZERO"] = (HSC_MAG_ZERO, "[mag] AB magnitude of an image total flux of 1")
     table.header["NOISE"] = (IMAGE_NOISE, "1-sigma Gaussian noise per pixel, image units")
-    _write([_primary("HSC-like galaxy images"), table], path)
+    _write([_primary("HSC-like galaxy images", origin), table], path)
 
 
-def write_desi(path: Path, target_id, ra, dec, z, sed_class, flam) -> None:
-    """The DESI-like spectra file (see module docstring)."""
+def write_desi(path: Path, target_id, ra, dec, z, sed_class, flam, *, origin: str = ORIGIN) -> None:
+    """The DESI-like spectra file (see module docstring); `origin` goes into the ORIGIN card."""
     wave = fits.ImageHDU(WAVE_AA, name="WAVELENGTH")
     wave.header.comments["EXTNAME"] = "Observed-frame wavelength grid of FLUX"
     wave.header["BUNIT"] = ("Angstrom", "Unit of the wavelengths")
@@ -221,7 +231,7 @@ def write_desi(path: Path, target_id, ra, dec, z, sed_class, flam) -> None:
         },
     )
     meta.header.comments["EXTNAME"] = "One row per FLUX row"
-    _write([_primary("DESI-like galaxy spectra"), wave, flux, meta], path)
+    _write([_primary("DESI-like galaxy spectra", origin), wave, flux, meta], path)
 
 
 def main(argv=None) -> None:

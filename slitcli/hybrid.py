@@ -33,7 +33,7 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from slitcli.classic.posterior import TemperatureFit, calibrate_temperature, posterior, true_t
-from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, chi2_grid, fit_columns
+from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import source_identity
@@ -82,16 +82,17 @@ def search_range(prior_t: np.ndarray, t_grid: np.ndarray, config: HybridConfig) 
     return max(lo, 0), min(hi, t_grid.size - 1)
 
 
-def search_chi2(model_fn, t_grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray, prior_t: np.ndarray, fit_config: TemplateFitConfig, config: HybridConfig) -> Search:
+def search_chi2(chi2_fn, t_grid: np.ndarray, npix: int, prior_t: np.ndarray, fit_config: TemplateFitConfig, config: HybridConfig) -> Search:
     """The template chi-square inside the prior's range (`search_range`), widened while its best point is at an edge.
 
-    `model_fn(indices)` gives the template models at grid points (`FileModels.model_fn`).
+    `chi2_fn(indices)` gives one source's chi-square at grid points (`FileModels.chi2_fn`);
+    `npix` counts its pixels with data.
     Within the range: the template fit's coarse grid, then fine windows around its
     `n_candidates` best minima.
     """
     n = t_grid.size
     step = float(t_grid[1] - t_grid[0])
-    every, half = fit_config.coarse_every, 2 * fit_config.coarse_every
+    every, half, reach = fit_config.coarse_every, 2 * fit_config.coarse_every, fit_config.fine_window * fit_config.coarse_every
     widen = max(1, int(round(config.margin_t / step)))
     lo, hi = search_range(prior_t, t_grid, config)
     chi2 = np.full(n, np.nan)
@@ -99,13 +100,13 @@ def search_chi2(model_fn, t_grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray
     def search(indices):
         todo = indices[np.isnan(chi2[indices])]
         if todo.size:
-            chi2[todo] = chi2_grid(model_fn(todo), flux, ivar)[0]
+            chi2[todo] = chi2_fn(todo)
 
     for k in range(config.max_widen + 1):
         coarse = np.unique(np.concatenate([np.arange(lo, hi + 1, every), [hi]]))
         search(coarse)
         minima = _local_minima(chi2[coarse])
-        fine = np.unique(np.concatenate([np.arange(max(coarse[i] - half, lo), min(coarse[i] + half, hi) + 1) for i in minima[: fit_config.n_candidates]]))
+        fine = np.unique(np.concatenate([np.arange(max(coarse[i] - reach, lo), min(coarse[i] + reach, hi) + 1) for i in minima[: fit_config.n_candidates]]))
         search(fine)
         best = int(np.nanargmin(chi2))
         at_lo, at_hi = best - lo < half and lo > 0, hi - best < half and hi < n - 1
@@ -113,7 +114,7 @@ def search_chi2(model_fn, t_grid: np.ndarray, flux: np.ndarray, ivar: np.ndarray
             break
         lo, hi = (max(lo - widen, 0), hi) if at_lo else (lo, min(hi + widen, n - 1))
     known = np.nonzero(np.isfinite(chi2))[0]
-    return Search(known, chi2[known], int((ivar > 0).sum()))
+    return Search(known, chi2[known], npix)
 
 
 def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 16, progress=None):
@@ -136,7 +137,7 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         prior = predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]), z_grid, bundle.tail_dof, censor=False) * (1.0 + z_grid)
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, stop))
-        searches = [search_chi2(models.model_fn(kernels[n]), models.t_grid, flux, ivar, prior[n], fit_config, config) for n, (flux, ivar) in enumerate(data)]
+        searches = [search_chi2(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), prior[n], fit_config, config) for n, (flux, ivar) in enumerate(data)]
         yield start, sci, dq, snr, rows, prior, searches
         if progress:
             progress(stop, reader.n)

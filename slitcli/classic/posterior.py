@@ -174,10 +174,10 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        coarse = models.models_at(coarse_index, kernels)
+        coarse = models.coarse_chi2(coarse_index, kernels, data)
         for n, (flux, ivar) in enumerate(data):
             if snr[n] >= min_snr:
-                searches.append(fit_redshift(models.model_fn(kernels[n]), models.t_grid, flux, ivar, config, coarse[n]).search)
+                searches.append(fit_redshift(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), config, coarse[n]).search)
                 keep.append(start + n)
         if progress:
             progress(start + len(sci), reader.n)

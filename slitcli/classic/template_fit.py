@@ -13,9 +13,11 @@ each put through the same optics as the data:
    dispersion, the kernel from its direct stamp.
 
 Steps 1-2 depend only on the file (WCS, sensitivity) and z; step 3 on the source.
+`smear` and `chi2_grid` do step 3 and the fit on whole arrays (the reference, in the
+tests); the route itself runs them fused, point by point, in `slitcli.classic.chisq`.
 The chi-square is minimised over the template coefficients (non-negative least
 squares) on a grid in t = ln(1 + z): a coarse grid, then fine windows around the
-best few minima, then a window a few sigma wide around the best. The redshift PDF is
+best few minima. The redshift PDF is
 exp(-(chi2 - chi2_min) / (2 s)), s = max(1, reduced chi2_min) times a calibrated
 temperature (`TemplateFitConfig.temperature`; the template mismatch
 is folded into the width), and the quantiles and `ZERR` come from it: the quantiles are
@@ -36,6 +38,7 @@ from astropy.table import Table, vstack
 from scipy.optimize import nnls
 from scipy.special import ndtr, ndtri
 
+from slitcli.classic.chisq import chi2_points, chi2_sources, lit_ranges
 from slitcli.classic.templates import TemplateBasis, load_templates
 from slitcli.errors import ConfigError
 from slitcli.extract import (
@@ -70,7 +73,10 @@ class TemplateFitConfig:
     coarse_every : int
         The first pass uses every `coarse_every`-th fine grid point.
     n_candidates : int
-        Best minima of the first pass searched on the fine grid (+-2 coarse steps).
+        Best minima of the first pass searched on the fine grid.
+    fine_window : int
+        Each candidate's fine window reaches this many coarse steps either side of it
+        (1 holds the minimum of a basin whose coarse minimum it is).
     min_delta_chi2 : float
         DELTACHI2 below this sets ZWARN bit 4 (as redrock).
     temperature : float
@@ -83,6 +89,7 @@ class TemplateFitConfig:
     step: float = 0.0004
     coarse_every: int = 8
     n_candidates: int = 4
+    fine_window: int = 1
     min_delta_chi2: float = 9.0
     temperature: float = 1.0
 
@@ -90,8 +97,8 @@ class TemplateFitConfig:
         if not (0.0 <= self.z_min < self.z_max):
             msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
             raise ConfigError(msg)
-        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.temperature > 0):
-            msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1 and temperature > 0"
+        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and self.temperature > 0):
+            msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1, fine_window >= 1 and temperature > 0"
             raise ConfigError(msg)
 
     def grid(self) -> np.ndarray:
@@ -283,27 +290,32 @@ def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(0, n, config.coarse_every), [n - 1]]))
 
 
+def dense_chi2(model_fn: Callable[[np.ndarray], np.ndarray], flux: np.ndarray, ivar: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A chi-square function for `fit_redshift` from template models (`model_fn(indices)` [n, ntemplate, npix]) and one spectrum (`chi2_grid`)."""
+    return lambda index: chi2_grid(model_fn(index), flux, ivar)[0]
+
+
 def fit_redshift(
-    model_fn: Callable[[np.ndarray], np.ndarray],
+    chi2_fn: Callable[[np.ndarray], np.ndarray],
     t_grid: np.ndarray,
-    flux: np.ndarray,
-    ivar: np.ndarray,
+    npix: int,
     config: TemplateFitConfig,
-    coarse_models: np.ndarray | None = None,
+    coarse_chi2: np.ndarray | None = None,
     with_pdf: bool = False,
 ) -> RedshiftFit:
     """Fit one spectrum: coarse pass, fine windows, PDF.
 
     Parameters
     ----------
-    model_fn : callable(indices) -> models [n, ntemplate, npix]
-        Template models at the grid points `t_grid[indices]`.
+    chi2_fn : callable(indices) -> chi2 [n]
+        The spectrum's chi-square at the grid points `t_grid[indices]`
+        (`FileModels.chi2_fn`, or `dense_chi2`).
     t_grid : array
         The fine grid of t = ln(1 + z).
-    flux, ivar : array [npix]
-        Extracted spectrum and its inverse variance (0 where unusable) [e-/s, (e-/s)^-2].
-    coarse_models : array, optional
-        `model_fn(coarse_indices(t_grid.size, config))`, if already at hand.
+    npix : int
+        Pixels with data (ivar > 0): the reduced chi-square's degrees of freedom + 1.
+    coarse_chi2 : array, optional
+        `chi2_fn(coarse_indices(t_grid.size, config))`, if already at hand.
     with_pdf : bool
         Also return the PDF at every point of `t_grid` (``pdf_t``, density in t, not
         normalised): exp(-(chi2 - chi2_min) / (2 s)) at the points searched, linear in t
@@ -312,11 +324,11 @@ def fit_redshift(
     """
     n = t_grid.size
     coarse = coarse_indices(n, config)
-    chi2_c, _ = chi2_grid(model_fn(coarse) if coarse_models is None else coarse_models, flux, ivar)
+    chi2_c = chi2_fn(coarse) if coarse_chi2 is None else coarse_chi2
     minima = _local_minima(chi2_c)
-    half = 2 * config.coarse_every
-    fine = np.unique(np.concatenate([np.arange(max(coarse[i] - half, 0), min(coarse[i] + half, n - 1) + 1) for i in minima[: config.n_candidates]]))
-    chi2_f, _ = chi2_grid(model_fn(fine), flux, ivar)
+    half, reach = 2 * config.coarse_every, config.fine_window * config.coarse_every
+    fine = np.unique(np.concatenate([np.arange(max(coarse[i] - reach, 0), min(coarse[i] + reach, n - 1) + 1) for i in minima[: config.n_candidates]]))
+    chi2_f = chi2_fn(fine)
     chi2 = np.full(n, np.nan)
     chi2[coarse] = chi2_c
     chi2[fine] = chi2_f
@@ -324,7 +336,6 @@ def fit_redshift(
     t_known, chi_known = t_grid[known], chi2[known]
     best = int(np.argmin(chi_known))
     chi2_min = float(chi_known[best])
-    npix = int((ivar > 0).sum())
     scale = max(1.0, chi2_min / max(npix - 1, 1)) * config.temperature
     neighbours = best > 0 and best < known.size - 1 and known[best + 1] - known[best - 1] == 2
     t_best, curv = _parabola(t_known, chi_known, best) if neighbours else (float(t_known[best]), 0.0)
@@ -360,34 +371,41 @@ def fit_redshift(
     return RedshiftFit(float(np.expm1(t_best)), quantiles, chi2_min, delta, npix, at_limit, pdf_t, Search(known, chi_known, npix), odds)
 
 
-#: Point spectra of the last two (templates, band geometry, grid), the GV and GI of a survey's files.
-_GRID_CACHE: dict[str, np.ndarray] = {}
+#: Packed point spectra and their lit ranges of the last two (templates, band geometries, grid, parity): a survey's files share them.
+_GRID_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _grid_key(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray) -> str:
-    h = hashlib.sha256(repr((basis.names, geom.name, geom.nx, geom.crval1_aa, geom.cdelt1_aa, geom.crpix1, geom.margin)).encode())
-    for array in (geom.sens_wave_aa, geom.sens, t_grid):
-        h.update(np.ascontiguousarray(array, np.float64).tobytes())
+def _grid_key(basis: TemplateBasis, geoms: list, t_grid: np.ndarray, parity: int) -> str:
+    h = hashlib.sha256(repr((basis.names, parity)).encode())
+    for geom in geoms:
+        h.update(repr((geom.name, geom.nx, geom.crval1_aa, geom.cdelt1_aa, geom.crpix1, geom.margin)).encode())
+        for array in (geom.sens_wave_aa, geom.sens):
+            h.update(np.ascontiguousarray(array, np.float64).tobytes())
+    h.update(np.ascontiguousarray(t_grid, np.float64).tobytes())
     return h.hexdigest()
 
 
-def _grid_spectra(basis: TemplateBasis, geom: BandGeometry, t_grid: np.ndarray, block: int = 128) -> np.ndarray:
-    """`point_spectra` on the whole grid, float32, computed in blocks to bound memory.
+def pack_spectra(basis: TemplateBasis, geoms: list, t_grid: np.ndarray, parity: int, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """`point_spectra` of every band on the whole grid, packed for `slitcli.classic.chisq`: [n_grid, n_template, n_packed] (float32), and their `lit_ranges`.
 
-    Kept for the next file of the same geometry: 4-5 s per band saved, 170 MB per band held
-    (the fit of a file holds them anyway).
+    Only the half-pixel positions of `parity` (those a stamp of width ``ws`` reads:
+    parity = (ws - 1) % 2) are kept, and the bands lie end to end along the last axis.
+    Computed in blocks to bound memory, and kept for the next file of the same geometry
+    (4-5 s per band saved; 85 MB per band held).
     """
-    key = _grid_key(basis, geom, t_grid)
+    key = _grid_key(basis, geoms, t_grid, parity)
     if key in _GRID_CACHE:
         return _GRID_CACHE[key]
-    out = np.empty((t_grid.size, len(basis.names), geom.n_positions), np.float32)
-    for start in range(0, t_grid.size, block):
-        out[start : start + block] = point_spectra(basis, geom, np.expm1(t_grid[start : start + block]))
+    sizes = [len(range(parity, g.n_positions, 2)) for g in geoms]
+    out = np.empty((t_grid.size, len(basis.names), sum(sizes)), np.float32)
+    for geom, offset, size in zip(geoms, np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
+        for start in range(0, t_grid.size, block):
+            out[start : start + block, :, offset : offset + size] = point_spectra(basis, geom, np.expm1(t_grid[start : start + block]))[..., parity::2]
     out.flags.writeable = False
     while len(_GRID_CACHE) >= 2:
         _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
-    _GRID_CACHE[key] = out
-    return out
+    _GRID_CACHE[key] = out, lit_ranges(out, sizes)
+    return _GRID_CACHE[key]
 
 
 def band_geometry(reader: SampleReader, band: str, stamp_width: int) -> BandGeometry:
@@ -435,17 +453,20 @@ def fit_file(
 
 @dataclass
 class FileModels:
-    """A sample's template machinery, made once per file: band geometries and point spectra on the fine grid.
+    """A sample's template machinery, made once per file: band geometries and packed point spectra on the fine grid.
 
-    `spectra[b]` [n_grid, n_template, n_positions] (float32) are the templates put through
-    band `b`'s sensitivity and dispersion (steps 1-2 of the module's model); `model_fn`
-    adds a source's own smearing (step 3).
+    `packed` [n_grid, n_template, n_packed] (float32) are the templates put through each
+    band's sensitivity and dispersion (steps 1-2 of the module's model; `pack_spectra`);
+    `chi2_fn` and `coarse_chi2` add a source's own smearing (step 3) and fit
+    (`slitcli.classic.chisq`).
     """
 
     bands: tuple[str, ...]
     geoms: list
     t_grid: np.ndarray
-    spectra: list
+    packed: np.ndarray
+    lit: np.ndarray
+    stamp_width: int
     ny: int
 
     @classmethod
@@ -454,24 +475,49 @@ class FileModels:
         stamp_width = reader.direct(0, 1).shape[-1]
         geoms = [band_geometry(reader, b, stamp_width) for b in bands]
         t_grid = config.grid()
-        return cls(tuple(bands), geoms, t_grid, [_grid_spectra(basis, g, t_grid) for g in geoms], reader.shape[0])
+        packed, lit = pack_spectra(basis, geoms, t_grid, (stamp_width - 1) % 2)
+        return cls(tuple(bands), geoms, t_grid, packed, lit, stamp_width, reader.shape[0])
 
     @property
     def gi(self) -> int:
         """Index of the band whose SNR is SNR_GI."""
         return self.bands.index("GI") if "GI" in self.bands else len(self.bands) - 1
 
-    def model_fn(self, kernel: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        """Models [n, n_template, n_pixels] at grid indices, for a source of along-dispersion kernel `kernel`."""
+    def _layout(self, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reversed taps of `kernel` [ws] and, per band, the packed index its column 0 reads with tap 0."""
+        lit = np.nonzero(kernel > 0)[0]
+        j0, j1 = (int(lit[0]), int(lit[-1])) if lit.size else (0, 0)
+        taps = np.ascontiguousarray(kernel[j0 : j1 + 1][::-1], np.float64)
+        sizes = [len(range((self.stamp_width - 1) % 2, g.n_positions, 2)) for g in self.geoms]
+        offsets = np.cumsum([0, *sizes[:-1]])
+        # Full half-pixel position of column c, tap m: 2 c0 + ws - 1 + 2 margin - 2 j1 + 2 (c + m) (see `smear`).
+        bases = [o + (2 * int(g.columns[0]) + self.stamp_width - 1 + 2 * g.margin - 2 * j1) // 2 for o, g in zip(offsets, self.geoms, strict=True)]
+        return taps, np.array(bases, np.int64)
 
-        def models(index):
-            return np.concatenate([smear(s[index], kernel, g)[0] for s, g in zip(self.spectra, self.geoms, strict=True)], axis=-1)
+    @property
+    def _columns(self) -> tuple[np.ndarray, np.ndarray]:
+        ncols = np.array([g.columns.size for g in self.geoms], np.int64)
+        return ncols, np.concatenate([[0], np.cumsum(ncols)[:-1]]).astype(np.int64)
 
-        return models
+    def chi2_fn(self, kernel: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """The chi-square [n] at grid indices of one source (kernel [ws], extracted flux and ivar), for `fit_redshift`."""
+        taps, bases = self._layout(kernel)
+        ncols, offsets = self._columns
+        flux, ivar = np.ascontiguousarray(flux, np.float64), np.ascontiguousarray(ivar, np.float64)
+        return lambda index: chi2_points(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, flux, ivar)
 
-    def models_at(self, index: np.ndarray, kernels: np.ndarray) -> np.ndarray:
-        """Models [n_source, n, n_template, n_pixels] of several sources at the same grid indices (one smearing pass)."""
-        return np.concatenate([smear(s[index], kernels, g) for s, g in zip(self.spectra, self.geoms, strict=True)], axis=-1)
+    def coarse_chi2(self, index: np.ndarray, kernels: np.ndarray, data: list) -> np.ndarray:
+        """The chi-square [n_source, n] of several sources at the same grid indices (one parallel pass)."""
+        layouts = [self._layout(k) for k in kernels]
+        n_taps = np.array([t.size for t, _ in layouts], np.int64)
+        taps = np.zeros((len(layouts), n_taps.max()))
+        for s, (t, _) in enumerate(layouts):
+            taps[s, : t.size] = t
+        bases = np.array([b for _, b in layouts], np.int64)
+        flux = np.array([f for f, _ in data], np.float64)
+        ivar = np.array([v for _, v in data], np.float64)
+        ncols, offsets = self._columns
+        return chi2_sources(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, n_taps, flux, ivar)
 
     def spectra_of(self, sci, err, dq, stamps):
         """Extracted spectra of a chunk: the along-dispersion kernels [n, ws] and per source (flux, ivar) [n_pixels]."""
@@ -529,8 +575,8 @@ def fit_sample(
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        coarse = models.models_at(coarse_index, kernels)
-        fits = [fit_redshift(models.model_fn(kernels[n]), models.t_grid, flux, ivar, config, coarse[n], with_pdf=pdf) for n, (flux, ivar) in enumerate(data)]
+        coarse = models.coarse_chi2(coarse_index, kernels, data)
+        fits = [fit_redshift(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), config, coarse[n], with_pdf=pdf) for n, (flux, ivar) in enumerate(data)]
         columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:

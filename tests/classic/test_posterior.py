@@ -72,7 +72,7 @@ def test_fit_temperature_restores_coverage_of_a_likelihood_too_narrow_by_two():
 def test_template_temperature_widens_the_fit_by_its_square_root():
     """One emission-line template on 300 pixels (line at 100 + 2000 (t - 0.4) pixels): the
     template route's Z does not move with the temperature, ZERR grows by sqrt(T)."""
-    from slitcli.classic.template_fit import fit_redshift
+    from slitcli.classic.template_fit import dense_chi2, fit_redshift
 
     pix = np.arange(300.0)
 
@@ -84,7 +84,7 @@ def test_template_temperature_widens_the_fit_by_its_square_root():
     t0 = 0.43
     flux = model_fn(np.array([np.argmin(np.abs(T_GRID - t0))]))[0, 0] * 0.5 + rng.normal(0.0, 0.05, pix.size)
     ivar = np.full(pix.size, 1 / 0.05**2)
-    fits = [fit_redshift(model_fn, T_GRID, flux, ivar, TemplateFitConfig(temperature=t)) for t in (1.0, 4.0)]
+    fits = [fit_redshift(dense_chi2(model_fn, flux, ivar), T_GRID, pix.size, TemplateFitConfig(temperature=t)) for t in (1.0, 4.0)]
     half = [0.5 * (np.log1p(f.quantiles[0.8413447460685429]) - np.log1p(f.quantiles[0.15865525393145707])) for f in fits]
     assert fits[0].z == fits[1].z
     assert np.log1p(fits[0].z) == pytest.approx(t0, abs=3 * STEP)
