@@ -22,7 +22,9 @@ prior picks the basin, the template fit places the line within it; the quantiles
 ZERR come from the posterior as for every catalogue
 (`slitcli.io.redshift`); ``ZAGREE`` = p_CNN at the template's best redshift over p_CNN's
 peak (1: the routes agree; near 0: the template's best fit is one the CNN excludes),
-``Z_CNN`` and ``ZERR_CNN`` are the prior's.
+``Z_CNN`` and ``ZERR_CNN`` are the prior's. ``OODSCORE`` (`ood_score`) > 1 sets the
+ZWARN bit ``UNLIKE_TRAINING``: the routes disagree beyond the network's error, or its
+dropout passes disagree, more than for 95% of held-out sources like its training data.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from astropy.table import Table, vstack
 
 from slitcli.classic.posterior import TemperatureFit, calibrate_temperature, posterior, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
-from slitcli.errors import ConfigError
+from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
-from slitcli.io.redshift import source_identity
+from slitcli.io.redshift import ZWARN_BITS, source_identity
 from slitcli.io.zpdf import predictive_pdf
 
-__all__ = ["HybridConfig", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "calibrate_hybrid"]
+__all__ = ["HybridConfig", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid"]
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,55 @@ class HybridConfig:
         its edge.
     temperature : float
         Multiplies the likelihood's scale s (> 1 widens it; `calibrate` fits it).
+    error_floor : float
+        Added in quadrature to the likelihood's width [ln(1+z)] (`calibrate` fits it).
+    ood_disagreement, ood_epistemic : float
+        Thresholds of the out-of-distribution score's two parts (`ood_score`; `calibrate
+        --hybrid` fits them; infinite: never flagged).
     """
 
     prior_floor: float = 1e-3
     margin_t: float = 0.02
     max_widen: int = 8
     temperature: float = 1.0
+    error_floor: float = 0.0
+    ood_disagreement: float = float("inf")
+    ood_epistemic: float = float("inf")
 
     def __post_init__(self):
         if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and self.temperature > 0):
             msg = "the hybrid route needs 0 < prior_floor < 1, margin_t >= 0, max_widen >= 0 and temperature > 0"
             raise ConfigError(msg)
+        if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and self.error_floor >= 0):
+            msg = "the hybrid route's out-of-distribution thresholds must be > 0 and its error floor >= 0"
+            raise ConfigError(msg)
+
+
+def ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi) -> tuple[np.ndarray, np.ndarray]:
+    """The two signs that a source is unlike the network's training data.
+
+    Returns
+    -------
+    disagreement : array
+        |ln(1 + Z_CNN) - ln(1 + ZTEMPL)| over the CNN's 68% half-width in ln(1 + z),
+        ZERR_CNN / (1 + Z_CNN): the routes disagree beyond the network's error.
+    spread : array
+        ZERR_EPI / (1 + Z_CNN): the Monte Carlo dropout passes disagree (epistemic).
+    """
+    z_cnn, zerr_cnn, z_template, zerr_epi = (np.asarray(a, float) for a in (z_cnn, zerr_cnn, z_template, zerr_epi))
+    disagreement = np.abs(np.log1p(z_cnn) - np.log1p(z_template)) / (zerr_cnn / (1.0 + z_cnn))
+    return disagreement, zerr_epi / (1.0 + z_cnn)
+
+
+def ood_score(z_cnn, zerr_cnn, z_template, zerr_epi, config: HybridConfig) -> np.ndarray:
+    """``OODSCORE``: the larger of `ood_parts` over their thresholds; > 1 sets ZWARN ``UNLIKE_TRAINING``.
+
+    Each threshold is the 95th percentile of its part over held-out sources like the
+    training data with SNR_GI >= 3 (`calibrate_hybrid`), so about 10% of such sources are
+    flagged; on galaxies unlike the training set both parts grow (docs/results.md).
+    """
+    disagreement, spread = ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi)
+    return np.maximum(disagreement / config.ood_disagreement, spread / config.ood_epistemic)
 
 
 def search_range(prior_t: np.ndarray, t_grid: np.ndarray, config: HybridConfig) -> tuple[int, int]:
@@ -154,11 +194,14 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     rows, bad_pixels = [], 0
     for start, sci, dq, snr, cnn, prior, searches in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
         bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
-        fits = [posterior(found, prior[n], t_grid, config.temperature, 2 * fit_config.coarse_every) for n, found in enumerate(searches)]
+        fits = [posterior(found, prior[n], t_grid, config.temperature, 2 * fit_config.coarse_every, config.error_floor) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
+        z_template = np.array([f.z_template for f in fits])
+        score = ood_score(cnn["Z"], cnn["ZERR"], z_template, cnn["ZERR_EPI"], config)
+        columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {
-            "Z_CNN": np.asarray(cnn["Z"]), "ZERR_CNN": np.asarray(cnn["ZERR"]), "ZTEMPL": [f.z_template for f in fits],
-            "ZAGREE": [f.agreement for f in fits], "NSEARCH": [f.n_searched for f in fits],
+            "Z_CNN": np.asarray(cnn["Z"]), "ZERR_CNN": np.asarray(cnn["ZERR"]), "ZTEMPL": z_template,
+            "ZAGREE": [f.agreement for f in fits], "OODSCORE": score, "NSEARCH": [f.n_searched for f in fits],
         }
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
     table = vstack(rows)
@@ -166,20 +209,43 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     return table
 
 
-def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, progress=None) -> TemperatureFit:
-    """Fit the hybrid route's likelihood temperature on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
+@dataclass(frozen=True)
+class HybridCalibration:
+    """What `calibrate_hybrid` fits: the likelihood temperature and the out-of-distribution thresholds (`ood_score`), from `n_ood` sources."""
 
-    Uses the sources with SNR_GI >= `min_snr`. ``calibrate --hybrid`` keeps the result as
-    ``hybrid_temperature`` in the model card (a CNN re-calibration drops it: the hybrid's
-    posterior depends on the CNN's calibration).
+    temperature: TemperatureFit
+    ood_disagreement: float
+    ood_epistemic: float
+    n_ood: int
+
+
+def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.95, progress=None) -> HybridCalibration:
+    """Fit the hybrid route's likelihood temperature and OOD thresholds on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
+
+    The temperature and error floor use the sources with SNR_GI >= `min_snr` (coverage held
+    on all of them and on those with SNR_GI >= `ood_snr`); each OOD threshold is the
+    `ood_quantile` of its part (`ood_parts`) over those with SNR_GI >= `ood_snr`.
+    ``calibrate --hybrid`` keeps them in the model card as ``hybrid_temperature``,
+    ``ood_disagreement`` and ``ood_epistemic`` (a CNN re-calibration drops them: they
+    depend on the CNN's calibration).
     """
     fit_config = fit_config or TemplateFitConfig()
+    t_grid = fit_config.grid()
     t_all = true_t(reader)
-    searches, priors, keep = [], [], []
-    for start, _sci, _dq, snr, _cnn, prior, found in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress):
+    searches, priors, keep, parts, bright = [], [], [], [], []
+    for start, _sci, _dq, snr, cnn, prior, found in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress):
         for n, s in enumerate(found):
             if snr[n] >= min_snr:
                 searches.append(s)
                 priors.append(prior[n])
                 keep.append(start + n)
-    return calibrate_temperature(searches, priors, fit_config.grid(), t_all[keep])
+                bright.append(snr[n] >= ood_snr)
+            if snr[n] >= ood_snr:
+                z_template = posterior(s, prior[n], t_grid, 1.0, 2 * fit_config.coarse_every).z_template  # the chi-square's minimum: any temperature
+                parts.append([float(p) for p in ood_parts(cnn["Z"][n], cnn["ZERR"][n], z_template, cnn["ZERR_EPI"][n])])
+    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=[np.ones(len(bright), bool), np.array(bright)])
+    if len(parts) < 20:
+        msg = f"{len(parts)} sources with SNR_GI >= {ood_snr:g}; the out-of-distribution thresholds need at least 20"
+        raise InputError(msg)
+    disagreement, spread = np.quantile(np.array(parts), ood_quantile, axis=0)
+    return HybridCalibration(temperature, float(disagreement), float(spread), len(parts))

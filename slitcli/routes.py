@@ -71,13 +71,16 @@ class Route:
     def _hybrid_config(self):
         from slitcli.hybrid import HybridConfig
 
-        return HybridConfig(temperature=_bundle(self.model).hybrid_temperature)
+        bundle = _bundle(self.model)
+        disagreement, epistemic = bundle.ood_thresholds
+        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic)
 
     def _fit_config(self):
         from slitcli.classic.template_fit import TemplateFitConfig
 
-        if self.method == "template":  # its temperature is kept in the model card (calibrate --template)
-            return TemplateFitConfig(temperature=_bundle(self.model).template_temperature)
+        if self.method == "template":  # its temperature and floor are kept in the model card (calibrate --template)
+            bundle = _bundle(self.model)
+            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"))
         return TemplateFitConfig()
 
     def _predict_config(self):
@@ -94,8 +97,9 @@ class Route:
             return template_meta(self._fit_config())
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": self._hybrid_config().temperature}
-            del meta["TMPLTEMP"]  # the hybrid's likelihood has its own temperature
+            hybrid = self._hybrid_config()
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor}
+            del meta["TMPLTEMP"], meta["TMPLFLOR"]  # the hybrid's likelihood has its own temperature and floor
         return meta
 
     def check(self, paths) -> None:
@@ -169,7 +173,7 @@ def catalog_table(tables: list[Table], paths, route: Route, meta: dict | None = 
 
 def _file_task(route: Route, path: Path) -> str:
     # The route's provenance holds what the rows depend on beyond its fields: the model's
-    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, TMPLTEMP), the device.
+    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, HYBFLOOR, TMPLTEMP, TMPLFLOR), the device.
     return task_id(route=asdict(route), meta=route.meta(), input=file_identity(path))
 
 

@@ -8,7 +8,8 @@ from astropy.table import Table
 from conftest import invoke
 
 from slitcli.classic.template_fit import TemplateFitConfig
-from slitcli.hybrid import HybridConfig, search_range
+from slitcli.io.redshift import ZWARN_BITS
+from slitcli.hybrid import HybridConfig, ood_parts, ood_score, search_range
 
 T_GRID = TemplateFitConfig().grid()
 STEP = float(T_GRID[1] - T_GRID[0])
@@ -29,6 +30,41 @@ def test_search_range_covers_the_prior_above_its_floor_plus_the_margin():
     assert search_range(gaussian(T_GRID, 0.0, 0.01), T_GRID, cfg)[0] == 0  # clipped at the grid's end
 
 
+def test_ood_score_is_the_larger_part_over_its_threshold():
+    """Z_CNN = 1 with ZERR 0.02 (0.01 in ln(1+z)); the template 0.03 away in ln(1+z): disagreement 3."""
+    z_template = np.expm1(np.log(2.0) + np.array([0.03, 0.0]))
+    disagreement, spread = ood_parts([1.0, 1.0], [0.02, 0.02], z_template, [0.01, 0.04])
+    np.testing.assert_allclose(disagreement, [3.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(spread, [0.005, 0.02])
+    score = ood_score([1.0, 1.0], [0.02, 0.02], z_template, [0.01, 0.04], HybridConfig(ood_disagreement=2.0, ood_epistemic=0.01))
+    np.testing.assert_allclose(score, [1.5, 2.0])
+    assert np.all(ood_score([1.0], [0.02], z_template[:1], [0.5], HybridConfig()) == 0)  # uncalibrated: never flagged
+
+
+@pytest.mark.slow
+def test_calibrate_hybrid_sets_the_ood_thresholds_that_flag_about_a_tenth(tmp_path, monkeypatch):
+    """calibrate --hybrid writes the temperature and both thresholds; predicting the same
+    sample with them flags at most the two 5% tails of its SNR_GI >= 3 sources, and the
+    ZWARN bit is set exactly where OODSCORE > 1."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sample, model = tmp_path / "val.fits", tmp_path / "model"
+    assert invoke("simulate", "-n", 160, "--seed", 5, "--mag-max", 21.5, "-o", sample, "-q").exit_code == 0
+    result = invoke("calibrate", sample, "--hybrid", "--n-mc", 10, "-o", model)
+    assert result.exit_code == 0, result.output
+    assert "out-of-distribution thresholds" in result.output
+    from slitcli.nn.modelfile import load_model
+
+    bundle = load_model(model)
+    disagreement, epistemic = bundle.ood_thresholds
+    assert 0 < disagreement < np.inf and 0 < epistemic < np.inf
+    assert invoke("predict", sample, "-m", model, "--method", "hybrid", "--n-mc", 10, "-o", tmp_path / "z.fits").exit_code == 0
+    table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
+    flagged = (np.asarray(table["ZWARN"]) & ZWARN_BITS["UNLIKE_TRAINING"]) > 0
+    np.testing.assert_array_equal(flagged, np.asarray(table["OODSCORE"]) > 1.0)
+    bright = np.asarray(table["SNR_GI"]) >= 3
+    assert bright.sum() >= 20 and 0 < flagged[bright].mean() <= 0.1 + 1e-9
+
+
 @pytest.mark.slow
 def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -39,8 +75,10 @@ def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
     from slitcli.nn.modelfile import load_model
 
-    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == load_model(None).hybrid_temperature == 4.0
-    assert {"Z_CNN", "ZERR_CNN", "ZTEMPL", "ZAGREE", "NSEARCH"} <= set(table.colnames)
+    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == load_model(None).hybrid_temperature
+    assert {"Z_CNN", "ZERR_CNN", "ZTEMPL", "ZAGREE", "OODSCORE", "NSEARCH"} <= set(table.colnames)
+    flagged = (np.asarray(table["ZWARN"]) & ZWARN_BITS["UNLIKE_TRAINING"]) > 0
+    np.testing.assert_array_equal(flagged, np.asarray(table["OODSCORE"]) > 1.0)
     assert np.all(table["NSEARCH"] < T_GRID.size)  # the likelihood is computed where the prior has mass only
     q = np.array([table[c] for c in ("Z025", "Z160", "Z500", "Z840", "Z975")])
     assert np.all(np.diff(q, axis=0) >= 0) and np.all((table["Z"] >= q[0]) & (table["Z"] <= q[-1]))

@@ -24,21 +24,25 @@ from slitcli.classic.template_fit import (
     _parabola,
     coarse_indices,
     fit_redshift,
+    smooth,
 )
 from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "coverage", "FLOORS", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
-def _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_best, sigma, step) -> np.ndarray:
-    """The likelihood on the grid: linear in t between the points searched, or, where its core is
-    narrower than the grid resolves, its Gaussian of width max(sigma, step / 2) (as the template route)."""
+def _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
+    """The likelihood on the grid: linear in t between the points searched (0 outside them), or,
+    where its core is narrower than the grid resolves, its Gaussian of width max(sigma, step / 2)
+    (as the template route); then widened by the error floor (`smooth`)."""
     if sigma < 2 * step:
-        return np.exp(-0.5 * ((t_grid - t_best) / max(sigma, 0.5 * step)) ** 2)
+        return np.exp(-0.5 * ((t_grid - t_best) / np.hypot(max(sigma, 0.5 * step), floor)) ** 2)
     like = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)), left=0.0, right=0.0)
-    return like
+    like[: known[0]] = 0.0
+    like[known[-1] + 1 :] = 0.0
+    return smooth(like, step, floor)
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,12 @@ class PosteriorFit:
     n_searched: int
 
 
-def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16) -> PosteriorFit:
+def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0) -> PosteriorFit:
     """The posterior of one source from its chi-square `search` and prior `prior_t` (density in t on `t_grid`).
 
-    The likelihood's scale is s = max(1, reduced chi2_min) x `temperature`; `half` grid
-    steps from an end of the grid, the mode sets Z_FITLIMIT.
+    The likelihood's scale is s = max(1, reduced chi2_min) x `temperature`, and it is
+    widened by an error floor `floor` in t added in quadrature (`smooth`); `half` grid steps
+    from an end of the grid, the mode sets Z_FITLIMIT.
     """
     n = t_grid.size
     step = float(t_grid[1] - t_grid[0])
@@ -67,9 +72,7 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     neighbours = 0 < ib < known.size - 1 and known[ib + 1] - known[ib - 1] == 2
     t_like, curv = _parabola(t_known, chi_known, ib) if neighbours else (float(t_known[ib]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
-    like = _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_like, sigma, step)
-    like[: known[0]] = 0.0
-    like[known[-1] + 1 :] = 0.0
+    like = _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
     post = prior_t * like
     if not np.any(post > 0):  # the likelihood's core lies where the prior is numerically 0: trust the data
         post = like
@@ -104,51 +107,73 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     return PosteriorFit(fit, float(np.expm1(t_like)), agreement, int(known.size))
 
 
-def coverage(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperature: float, levels=(0.6827, 0.9545)) -> np.ndarray:
-    """Fraction of sources whose true t lies in the posterior's central interval at each of `levels`."""
+def _inside(searches, priors, t_grid, t_true, temperature, floor, levels) -> np.ndarray:
+    """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level."""
     inside = np.zeros((len(searches), len(levels)), bool)
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
-        post = posterior(found, prior, t_grid, temperature).fit.pdf_t
+        post = posterior(found, prior, t_grid, temperature, floor=floor).fit.pdf_t
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
         cdf /= cdf[-1]
         u = np.interp(t_true[n], t_grid, cdf)  # the PIT of the truth
         inside[n] = np.abs(u - 0.5) <= 0.5 * np.asarray(levels)
-    return inside.mean(axis=0)
+    return inside
 
 
-def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=None, levels=(0.6827, 0.9545)) -> tuple[float, np.ndarray]:
-    """The likelihood temperature whose posteriors cover the truth as often as they claim.
+def coverage(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperature: float, levels=(0.6827, 0.9545), floor: float = 0.0) -> np.ndarray:
+    """Fraction of sources whose true t lies in the posterior's central interval at each of `levels`."""
+    return _inside(searches, priors, t_grid, t_true, temperature, floor, levels).mean(axis=0)
 
-    Minimises the largest |coverage - level| over `levels` on the grid `temperatures`
-    (default 0.5 x 2^(k/4), 0.5 to 64); returns it and its coverages.
+
+#: Error floors [ln(1+z)] that `fit_temperature` tries: 0, then 0.25 to 4 times a 0.0004 grid step.
+FLOORS = (0.0, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016)
+
+
+def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=None, levels=(0.6827, 0.9545), groups=None, floors=FLOORS) -> tuple[float, float, np.ndarray]:
+    """The likelihood temperature and error floor whose posteriors cover the truth as often as they claim.
+
+    Minimises the largest |coverage - level| over `levels` and over the source subsets
+    `groups` (boolean masks; default all sources; for example SNR_GI >= 1 and >= 3, so that
+    the bright sources, whose chi-square is narrowest, are covered too) on the grid
+    `temperatures` (default 0.5 x 2^(k/4), 0.5 to 64) and `floors`, by coordinate descent
+    (T at no floor, the floor at that T, then T and the floor again). Returns T, the floor
+    and the coverages of all sources.
     """
     temperatures = 0.5 * 2.0 ** (np.arange(29) / 4) if temperatures is None else np.asarray(temperatures, float)
-    results = [coverage(searches, priors, t_grid, t_true, float(T), levels) for T in temperatures]
-    worst = [np.max(np.abs(c - np.asarray(levels))) for c in results]
-    k = int(np.argmin(worst))
-    return float(temperatures[k]), results[k]
+    groups = [np.ones(len(searches), bool)] if groups is None else [np.asarray(g, bool) for g in groups]
+    cache = {}
 
+    def worst(temperature, floor):
+        if (temperature, floor) not in cache:
+            inside = _inside(searches, priors, t_grid, t_true, temperature, floor, levels)
+            cache[temperature, floor] = (max(float(np.max(np.abs(inside[g].mean(axis=0) - np.asarray(levels)))) for g in groups if g.any()), inside.mean(axis=0))
+        return cache[temperature, floor][0]
 
+    temperature, floor = float(temperatures[0]), 0.0
+    for _ in range(2):
+        temperature = float(min(temperatures, key=lambda t: worst(float(t), floor)))
+        floor = float(min(floors, key=lambda f: worst(temperature, float(f))))
+    return temperature, floor, cache[temperature, floor][1]
 
 
 @dataclass(frozen=True)
 class TemperatureFit:
-    """A fitted temperature and the 68%/95% coverage before (T = 1) and after, on `n` sources."""
+    """A fitted temperature and error floor [ln(1+z)] and the 68%/95% coverage before (T = 1, no floor) and after, on `n` sources."""
 
     temperature: float
     coverage_before: tuple[float, float]
     coverage_after: tuple[float, float]
     n: int
+    error_floor: float = 0.0
 
 
-def calibrate_temperature(searches, priors, t_grid, t_true) -> TemperatureFit:
+def calibrate_temperature(searches, priors, t_grid, t_true, groups=None) -> TemperatureFit:
     """`fit_temperature` with the coverage at T = 1 for comparison."""
     if len(searches) < 10:
         msg = f"{len(searches)} sources with SNR_GI above the cut; a temperature needs at least 10"
         raise InputError(msg)
     before = coverage(searches, priors, t_grid, t_true, 1.0)
-    temperature, after = fit_temperature(searches, priors, t_grid, t_true)
-    return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches))
+    temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups)
+    return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches), floor)
 
 
 def true_t(reader) -> np.ndarray:
@@ -160,17 +185,18 @@ def true_t(reader) -> np.ndarray:
     return np.log1p(np.asarray(sources["Z_TRUE"], float))
 
 
-def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, batch_size: int = 16, progress=None) -> TemperatureFit:
-    """Fit the template route's temperature on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
+def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, bright_snr: float = 3.0, batch_size: int = 16, progress=None) -> TemperatureFit:
+    """Fit the template route's temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
 
     The template route's PDF is its likelihood under a flat prior in t, so the fit is
-    `fit_temperature` with flat priors over the chi-square the fit searched.
+    `fit_temperature` with flat priors over the chi-square the fit searched, on all those
+    sources and on those with SNR_GI >= `bright_snr`.
     """
     config = config or TemplateFitConfig()
     t_all = true_t(reader)
     models = FileModels.from_reader(reader, config, bands)
     coarse_index = coarse_indices(models.t_grid.size, config)
-    searches, keep = [], []
+    searches, keep, snrs = [], [], []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
@@ -179,7 +205,8 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
             if snr[n] >= min_snr:
                 searches.append(fit_redshift(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), config, coarse[n]).search)
                 keep.append(start + n)
+                snrs.append(snr[n])
         if progress:
             progress(start + len(sci), reader.n)
     flat = [np.ones_like(models.t_grid)] * len(searches)
-    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep])
+    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep], groups=[np.ones(len(snrs), bool), np.asarray(snrs) >= bright_snr])

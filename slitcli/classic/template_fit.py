@@ -51,7 +51,7 @@ from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS, ZWARN_BITS,
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise
 
-__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "fit_redshift", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
+__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "smooth", "fit_redshift", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
 #: redrock's ZWARN bit for a best fit not clearly better than the next (DELTACHI2 < `min_delta_chi2`).
 ZWARN_SMALL_DELTA_CHI2 = 4
@@ -82,6 +82,9 @@ class TemplateFitConfig:
     temperature : float
         Multiplies the PDF's scale s (`calibrate --template` fits it so that the intervals
         cover as claimed; 1: the chi-square as it is).
+    error_floor : float
+        Added in quadrature to the PDF's width [ln(1+z)]: the template mismatch a bright
+        source's narrow chi-square does not see (`calibrate --template` fits it; 0: none).
     """
 
     z_min: float = 0.0
@@ -92,13 +95,14 @@ class TemplateFitConfig:
     fine_window: int = 1
     min_delta_chi2: float = 9.0
     temperature: float = 1.0
+    error_floor: float = 0.0
 
     def __post_init__(self):
         if not (0.0 <= self.z_min < self.z_max):
             msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
             raise ConfigError(msg)
-        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and self.temperature > 0):
-            msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1, fine_window >= 1 and temperature > 0"
+        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and self.temperature > 0 and self.error_floor >= 0):
+            msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1, fine_window >= 1, temperature > 0 and error_floor >= 0"
             raise ConfigError(msg)
 
     def grid(self) -> np.ndarray:
@@ -242,6 +246,15 @@ def chi2_grid(models: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> tuple[n
     return np.maximum(chi2, 0.0), scaled
 
 
+def smooth(pdf_t: np.ndarray, step: float, floor: float) -> np.ndarray:
+    """`pdf_t` on a uniform grid of `step` convolved with a Gaussian of sigma `floor` [ln(1+z)]: an error floor added in quadrature."""
+    if floor <= 0:
+        return pdf_t
+    half = int(np.ceil(5.0 * floor / step))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * step / floor) ** 2)
+    return np.convolve(pdf_t, kernel / kernel.sum(), mode="same")
+
+
 def _local_minima(chi2: np.ndarray) -> np.ndarray:
     """Indices of local minima (edges included), best first."""
     left = np.concatenate([[np.inf], chi2[:-1]])
@@ -342,11 +355,22 @@ def fit_redshift(
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
     # The published levels and Phi(-+1), whose interval gives ZERR (`slitcli.io.redshift`).
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
+    floor = config.error_floor
     if sigma < 2 * config.step:
         # The PDF's core is narrower than the grid resolves: use its Gaussian shape
         # from the chi-square's curvature at the minimum, kept on the searched range.
+        sigma = float(np.hypot(sigma, floor))
         quantiles = {q: float(np.expm1(np.clip(t_best + sigma * ndtri(q), t_grid[0], t_grid[-1]))) for q in levels}
         odds = float(ndtr(np.log1p(ODDS_WIDTH) / sigma) - ndtr(np.log1p(-ODDS_WIDTH) / sigma)) if sigma > 0 else 1.0
+    elif floor > 0:
+        # Widened by the floor: the PDF on the whole grid (linear between the points
+        # searched, 0 beyond them), convolved with the floor's Gaussian.
+        pdf = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)), left=0.0, right=0.0)
+        pdf = smooth(pdf, config.step, floor)
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_grid))])
+        cdf /= cdf[-1]
+        quantiles = {q: float(np.expm1(np.interp(q, cdf, t_grid))) for q in levels}
+        odds = odds_from_cdf(t_best, t_grid, cdf)
     else:
         pdf = np.exp(-(chi_known - chi2_min) / (2 * scale))
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_known))])
@@ -365,6 +389,8 @@ def fit_redshift(
     if with_pdf:
         if sigma < 2 * config.step:
             pdf_t = np.exp(-0.5 * ((t_grid - t_best) / max(sigma, 0.5 * config.step)) ** 2)
+        elif floor > 0:
+            pdf_t = pdf
         else:
             # Linear between the points searched, as the quantiles' CDF reads it.
             pdf_t = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)))
@@ -430,7 +456,7 @@ def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
 
 def catalog_meta(config: TemplateFitConfig) -> dict:
     """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
-    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature}
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor}
 
 
 def fit_file(

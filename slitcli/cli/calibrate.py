@@ -18,7 +18,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
     template: bool = typer.Option(False, "--template", help="Instead, fit the temperature of the template route's chi-square PDF (predict --method template -m MODEL reads it from the model card), on the sources with SNR_GI >= 1."),
-    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the temperature of the hybrid route's template likelihood (predict --method hybrid), on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed; calibrate the CNN first."),
+    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the temperature of the hybrid route's template likelihood (predict --method hybrid), on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed, and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 10% of such sources with SNR_GI >= 3); calibrate the CNN first."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
     quiet: bool = QUIET,
@@ -73,12 +73,18 @@ def calibrate(
                 task = bar.add_task(f"{kind}: {sample.name}", total=None)
                 progress = lambda d, n: bar.update(task, completed=d, total=n)  # noqa: E731
                 cal = calibrate_template(reader, progress=progress) if template else calibrate_hybrid(bundle, reader, cfg, progress=progress)
-            bundle.card.setdefault("calibration", {})[f"{kind}_temperature"] = cal.temperature
+            fit = cal if template else cal.temperature
+            card = bundle.card.setdefault("calibration", {})
+            card[f"{kind}_temperature"] = fit.temperature
+            card[f"{kind}_error_floor"] = fit.error_floor
+            if hybrid:
+                card |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
             save_model(bundle, target, overwrite=overwrite or in_place)
             what = "template temperature" if template else "hybrid likelihood temperature"
+            ood = "" if template else f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
             log.info(
-                f"{what} {cal.temperature:.3g} on {cal.n} sources of {sample.name} (SNR_GI >= 1): "
-                f"68%/95% coverage {cal.coverage_before[0]:.3f}/{cal.coverage_before[1]:.3f} -> {cal.coverage_after[0]:.3f}/{cal.coverage_after[1]:.3f}; wrote {target}"
+                f"{what} {fit.temperature:.3g}, error floor {fit.error_floor:g} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
+                f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{ood}; wrote {target}"
             )
             return
         with progress_bar(quiet) as bar:

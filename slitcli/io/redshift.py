@@ -55,7 +55,7 @@ from scipy.stats import t as student_t
 __all__ = ["ZWARN_BITS", "QUANTILES", "ODDS_WIDTH", "standard_quantile", "half_width", "quantiles", "odds", "odds_from_cdf", "SIGMA_LEVELS", "source_identity", "data_zwarn"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
-ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16}
+ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16, "UNLIKE_TRAINING": 1 << 17}
 #: Published quantile columns and their probability levels (eazy-py naming).
 QUANTILES = {"Z025": 0.025, "Z160": 0.16, "Z500": 0.5, "Z840": 0.84, "Z975": 0.975}
 #: Levels of the central 68.27% interval, Phi(-1) and Phi(1): ZERR / (1 + Z) is its half-width in ln(1+z).

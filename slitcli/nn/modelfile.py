@@ -71,6 +71,16 @@ class ModelBundle:
         """Scale of the template likelihood in the hybrid route (`slitcli.hybrid`); 1 before `calibrate --method hybrid`."""
         return float(self.card.get("calibration", {}).get("hybrid_temperature", 1.0))
 
+    def error_floor(self, route: str) -> float:
+        """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
+        return float(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
+
+    @property
+    def ood_thresholds(self) -> tuple[float, float]:
+        """Thresholds of the hybrid route's out-of-distribution score (`slitcli.hybrid.ood_score`); infinite before `calibrate --hybrid`."""
+        cal = self.card.get("calibration", {})
+        return float(cal.get("ood_disagreement", np.inf)), float(cal.get("ood_epistemic", np.inf))
+
     @property
     def template_temperature(self) -> float:
         """Scale of the template route's PDF (`slitcli.classic.posterior`); 1 before `calibrate --template`."""
@@ -173,6 +183,10 @@ CARD_SCHEMA = {
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
         "hybrid_temperature": (False, _positive, "a positive number"),
         "template_temperature": (False, _positive, "a positive number"),
+        "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "hybrid_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "ood_disagreement": (False, _positive, "a positive number"),
+        "ood_epistemic": (False, _positive, "a positive number"),
         ...: None,
     }, "an object"),
     "training": (False, {

@@ -64,9 +64,31 @@ def test_fit_temperature_restores_coverage_of_a_likelihood_too_narrow_by_two():
     flat = [np.ones_like(T_GRID)] * n
     narrow = coverage(searches, flat, T_GRID, truth, 1.0)
     assert narrow[0] == pytest.approx(0.383, abs=0.06)  # P(|x| < sigma/2) of a Gaussian
-    temperature, cov = fit_temperature(searches, flat, T_GRID, truth, temperatures=[1.0, 2.0, 4.0, 8.0])
-    assert temperature == 4.0
+    temperature, floor, cov = fit_temperature(searches, flat, T_GRID, truth, temperatures=[1.0, 2.0, 4.0, 8.0])
+    assert temperature == 4.0 and floor <= 0.0004  # a floor under 7% of the 0.006 width in quadrature: noise
     assert cov == pytest.approx([0.6827, 0.9545], abs=0.04)
+
+
+def test_fit_temperature_finds_the_error_floor_of_a_scatter_the_chi_square_does_not_see():
+    """Claimed sigma 0.0003 in t, true scatter hypot(0.0003, 0.0008): no temperature of the
+    grid reaches it, the floor 0.0008 does; `smooth` adds a floor in quadrature."""
+    rng = np.random.default_rng(6)
+    sigma_claimed, n = 0.0003, 300
+    centres = rng.uniform(0.3, 0.8, n)
+    truth = centres + rng.normal(0.0, np.hypot(0.0003, 0.0008), n)
+    lo = np.searchsorted(T_GRID, centres - 0.02)
+    searches = [quadratic_search(c, sigma_claimed, int(a), int(a) + 100) for c, a in zip(centres, lo, strict=True)]
+    flat = [np.ones_like(T_GRID)] * n
+    temperature, floor, cov = fit_temperature(searches, flat, T_GRID, truth, temperatures=[1.0, 2.0], floors=(0.0, 0.0004, 0.0008, 0.0016))
+    assert floor == 0.0008 and temperature in (1.0, 2.0)
+    assert cov == pytest.approx([0.6827, 0.9545], abs=0.05)
+    from slitcli.classic.template_fit import smooth
+
+    pdf = np.exp(-0.5 * ((T_GRID - 0.5) / 0.001) ** 2)
+    wide = smooth(pdf, STEP, 0.002)
+    sd = lambda p: np.sqrt(np.sum(p * (T_GRID - 0.5) ** 2) / np.sum(p))  # noqa: E731
+    assert sd(wide) == pytest.approx(np.hypot(0.001, 0.002), rel=0.01)
+    assert np.sum(wide) == pytest.approx(np.sum(pdf), rel=1e-9)
 
 
 def test_template_temperature_widens_the_fit_by_its_square_root():
@@ -84,8 +106,11 @@ def test_template_temperature_widens_the_fit_by_its_square_root():
     t0 = 0.43
     flux = model_fn(np.array([np.argmin(np.abs(T_GRID - t0))]))[0, 0] * 0.5 + rng.normal(0.0, 0.05, pix.size)
     ivar = np.full(pix.size, 1 / 0.05**2)
-    fits = [fit_redshift(dense_chi2(model_fn, flux, ivar), T_GRID, pix.size, TemplateFitConfig(temperature=t)) for t in (1.0, 4.0)]
+    configs = [TemplateFitConfig(temperature=1.0), TemplateFitConfig(temperature=4.0), TemplateFitConfig(error_floor=0.003)]
+    fits = [fit_redshift(dense_chi2(model_fn, flux, ivar), T_GRID, pix.size, c) for c in configs]
     half = [0.5 * (np.log1p(f.quantiles[0.8413447460685429]) - np.log1p(f.quantiles[0.15865525393145707])) for f in fits]
+    # The error floor adds in quadrature, Z unmoved.
+    assert half[2] == pytest.approx(np.hypot(half[0], 0.003), rel=0.05) and fits[2].z == fits[0].z
     assert fits[0].z == fits[1].z
     assert np.log1p(fits[0].z) == pytest.approx(t0, abs=3 * STEP)
     assert half[1] / half[0] == pytest.approx(2.0, rel=0.05)
