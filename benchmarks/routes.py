@@ -21,6 +21,9 @@ all fitted on a separate validation sample by ``slitcli calibrate``):
 (e) **sky +2%**: the cutouts of (a) with SCI raised by 2% of each band's sky rate (a sky-
     subtraction residual; ERR unchanged).
 
+On (a) and (e) the template and hybrid routes also run with ``--sky-offset`` (rows
+"template+sky", "hybrid+sky": a constant per band of either sign in the template fit).
+
 For each condition, route and SNR_GI cut (the source's own, isolated SNR_GI from the
 truth table, so the rows of (a), (c) and (e) hold the same sources): sigma_NMAD, the
 fractions with |dz|/(1+z) > 0.02 and > 0.15, the median bias, the coverage of the central
@@ -52,6 +55,8 @@ from slitcli.io.truth import read_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTES = ("cnn", "template", "hybrid")
+#: Routes also run with ``--sky-offset`` (a constant per band in the template fit), on these conditions.
+SKY_ROUTES, SKY_CONDITIONS = ("template", "hybrid"), ("a", "e")
 SNR_CUTS = (1, 3, 5, 10)
 CONDITIONS = {"a": "default", "b": "field, CONTAM subtracted", "c1": "shift 1 px", "c2": "shift 2 px", "d": "out-of-distribution", "e": "sky +2%"}
 BEGIN, END = "<!-- routes:begin -->", "<!-- routes:end -->"
@@ -145,11 +150,11 @@ def _f(value, digits=4) -> str:
 
 
 def render(args, results: dict, speeds: dict, sizes: dict, minutes: float) -> str:
-    """The markdown tables."""
+    """The markdown tables; `minutes`: the predictions' wall time in all."""
     lines = [
         f"Command: `python benchmarks/routes.py -o {args.out} --n {args.n} --seed {args.seed} --field-size {args.field_size}" + (f" -m {args.model}" if args.model else "") + "`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; {minutes:.0f} min in all. Model: `{args.model or 'models/slitnet-csst-default'}` with its card's calibration.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; the predictions took {minutes:.0f} min in all (step times in `{args.out}/timings.json`; a re-run skips finished steps). Model: `{args.model or 'models/slitnet-csst-default'}` with its card's calibration.",
         "",
         "Samples: " + "; ".join(f"({k}) {CONDITIONS[k]}: {sizes[k]} sources" for k in results) + f". Seeds: (a), (c), (e) {args.seed}; (b) {args.seed + 1}; (d) {args.seed + 3}.",
         "",
@@ -158,7 +163,7 @@ def render(args, results: dict, speeds: dict, sizes: dict, minutes: float) -> st
     ]
     for key, by_route in results.items():
         lines += [f"### ({key}) {CONDITIONS[key]}", "", "| route | " + " | ".join(f"SNR_GI >= {c}" for c in SNR_CUTS) + " |", "|---|" + "---|" * len(SNR_CUTS)]
-        for route in ROUTES:
+        for route in by_route:
             cells = []
             for row in by_route[route]:
                 if row["n"] == 0:
@@ -180,8 +185,8 @@ def render(args, results: dict, speeds: dict, sizes: dict, minutes: float) -> st
             flag.append(f"{100 * row['flagged']:.1f}% ({', '.join(caught)})")
         lines += ["| flagged UNLIKE_TRAINING (outliers > 0.15 flagged) | " + " | ".join(flag) + " |", ""]
     lines += ["### Speed on (a)", "", "| route | wall [s] | sources/s (start-up included) |", "|---|---|---|"]
-    for route in ROUTES:
-        lines.append(f"| {route} | {speeds[route]:.1f} | {sizes['a'] / speeds[route]:.1f} |")
+    for route, wall in speeds.items():
+        lines.append(f"| {route} | {wall:.1f} | {sizes['a'] / wall:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -207,7 +212,6 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    start = time.perf_counter()
     samples = make_samples(args.out, args)
     model = ["-m", args.model] if args.model else []
     results, speeds, sizes = {}, {}, {}
@@ -217,15 +221,18 @@ def main():
         with fits.open(sample) as h:
             sizes[key] = len(h["SOURCES"].data)
         results[key] = {}
-        for route in ROUTES:
-            catalog = args.out / f"z_{key}_{route}.fits"
+        runs = [(route, route, ()) for route in ROUTES]
+        if key in SKY_CONDITIONS:
+            runs += [(f"{route}+sky", route, ("--sky-offset",)) for route in SKY_ROUTES]
+        for name, route, options in runs:
+            catalog = args.out / f"z_{key}_{name}.fits"
             if not catalog.exists():
-                times[f"{key}_{route}"] = slitcli("predict", sample, *model, "--method", route, "-q", "-o", catalog)
+                times[f"{key}_{name}"] = slitcli("predict", sample, *model, "--method", route, *options, "-q", "-o", catalog)
                 times_path.write_text(json.dumps(times, indent=1))
-            results[key][route] = metrics(catalog, truth)
-    speeds = {route: times.get(f"a_{route}", float("nan")) for route in ROUTES}
+            results[key][name] = metrics(catalog, truth)
+    speeds = {name: times.get(f"a_{name}", float("nan")) for name in results["a"]}
     (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
-    text = render(args, results, speeds, sizes, (time.perf_counter() - start) / 60)
+    text = render(args, results, speeds, sizes, sum(times.values()) / 60)
     print(text)
     write_doc(args.doc, text)
 

@@ -59,6 +59,7 @@ class Route:
     device: str = "auto"
     pdf: bool = False
     contamination: str = "subtract"
+    sky_offset: bool = False
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -80,8 +81,8 @@ class Route:
 
         if self.method == "template":  # its temperature and floor are kept in the model card (calibrate --template)
             bundle = _bundle(self.model)
-            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"))
-        return TemplateFitConfig()
+            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset)
+        return TemplateFitConfig(sky_offset=self.sky_offset)
 
     def _predict_config(self):
         from slitcli.nn.predict import PredictConfig

@@ -145,20 +145,23 @@ def lit_ranges(packed: np.ndarray, sizes) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb):
+def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb, sky):
     """The chi-square at grid point `z` of one source (arguments as `chi2_points`; bb = sum ivar flux^2)."""
-    k = packed.shape[1]
+    n_templates = packed.shape[1]
+    # With `sky`, each band adds two constant templates, +1 and -1 on its columns: a sky
+    # level left in SCI of either sign (NNLS keeps coefficients >= 0).
+    k = n_templates + (2 * bases.size if sky else 0)
     n_taps = taps.size
     gram = np.zeros((k, k))
     proj = np.zeros(k)
-    lo = np.empty(k, np.int64)
-    hi = np.empty(k, np.int64)
-    rows = np.empty((k, ncols.max()))
-    weighted = np.empty((k, ncols.max()))
+    lo = np.empty(n_templates, np.int64)
+    hi = np.empty(n_templates, np.int64)
+    rows = np.empty((n_templates, ncols.max()))
+    weighted = np.empty((n_templates, ncols.max()))
     for b in range(bases.size):
         nc = ncols[b]
         base = bases[b]
-        for i in range(k):
+        for i in range(n_templates):
             # An emission line lights a few positions only: smear and sum over the
             # columns it reaches, [first lit - taps + 1, last lit] (`lit_ranges`).
             lo[i] = max(lit[z, i, b, 0] - base - n_taps + 1, 0)
@@ -168,7 +171,7 @@ def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb):
                 for c in range(lo[i], hi[i] + 1):
                     weighted[i, c] = ivar[offsets[b] + c] * rows[i, c]
         data = flux[offsets[b] : offsets[b] + nc]
-        for i in range(k):
+        for i in range(n_templates):
             w_i = weighted[i]
             s = 0.0
             for c in range(lo[i], hi[i] + 1):
@@ -176,6 +179,20 @@ def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb):
             proj[i] += s
             for j in range(i + 1):
                 gram[i, j] += _dot(w_i, rows[j], max(lo[i], lo[j]), min(hi[i], hi[j]))
+        if sky:
+            weight = ivar[offsets[b] : offsets[b] + nc]
+            plus, minus = n_templates + 2 * b, n_templates + 2 * b + 1
+            total, on_data = 0.0, 0.0
+            for c in range(nc):
+                total += weight[c]
+                on_data += weight[c] * data[c]
+            gram[plus, plus], gram[minus, minus], gram[minus, plus] = total, total, -total
+            proj[plus], proj[minus] = on_data, -on_data
+            for i in range(n_templates):
+                s = 0.0
+                for c in range(lo[i], hi[i] + 1):
+                    s += weighted[i, c]
+                gram[plus, i], gram[minus, i] = s, -s
     for i in range(k):
         for j in range(i):
             gram[j, i] = gram[i, j]
@@ -204,7 +221,7 @@ def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar):
+def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar, sky=False):
     """The chi-square of one source at the grid points `points` [n] (parallel over points).
 
     Parameters
@@ -221,18 +238,20 @@ def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar):
         The source's smearing kernel, reversed (tap m reads packed position base + c + m).
     flux, ivar : array [n_pixels]
         Extracted spectrum [e-/s] and inverse variance [(e-/s)^-2], bands end to end.
+    sky : bool
+        Also fit a constant per band, of either sign (a sky level left in the data).
     """
     bb = 0.0
     for x in range(flux.size):
         bb += ivar[x] * flux[x] * flux[x]
     out = np.empty(points.size)
     for q in numba.prange(points.size):
-        out[q] = _chi2_point(packed, lit, points[q], bases, ncols, offsets, taps, flux, ivar, bb)
+        out[q] = _chi2_point(packed, lit, points[q], bases, ncols, offsets, taps, flux, ivar, bb, sky)
     return out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def chi2_sources(packed, lit, points, bases, ncols, offsets, taps, n_taps, flux, ivar):
+def chi2_sources(packed, lit, points, bases, ncols, offsets, taps, n_taps, flux, ivar, sky=False):
     """`chi2_points` of several sources at the same grid points: [n_source, n_points] (parallel over both).
 
     `bases` [n_source, n_band], `taps` [n_source, max taps] (first `n_taps[s]` used),
@@ -247,5 +266,5 @@ def chi2_sources(packed, lit, points, bases, ncols, offsets, taps, n_taps, flux,
     # Point-major: the sources of a chunk read the same point spectra in turn, from cache.
     for job in numba.prange(nsrc * npts):
         q, s = job // nsrc, job % nsrc
-        out[s, q] = _chi2_point(packed, lit, points[q], bases[s], ncols, offsets, taps[s, : n_taps[s]], flux[s], ivar[s], bb[s])
+        out[s, q] = _chi2_point(packed, lit, points[q], bases[s], ncols, offsets, taps[s, : n_taps[s]], flux[s], ivar[s], bb[s], sky)
     return out

@@ -85,6 +85,9 @@ class TemplateFitConfig:
     error_floor : float
         Added in quadrature to the PDF's width [ln(1+z)]: the template mismatch a bright
         source's narrow chi-square does not see (`calibrate --template` fits it; 0: none).
+    sky_offset : bool
+        Also fit a constant per band, of either sign: a sky level left in the cutouts
+        (imperfect sky subtraction) is then not taken for continuum.
     """
 
     z_min: float = 0.0
@@ -96,6 +99,7 @@ class TemplateFitConfig:
     min_delta_chi2: float = 9.0
     temperature: float = 1.0
     error_floor: float = 0.0
+    sky_offset: bool = False
 
     def __post_init__(self):
         if not (0.0 <= self.z_min < self.z_max):
@@ -456,7 +460,7 @@ def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
 
 def catalog_meta(config: TemplateFitConfig) -> dict:
     """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
-    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor}
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor, "SKYOFFS": config.sky_offset}
 
 
 def fit_file(
@@ -494,6 +498,7 @@ class FileModels:
     lit: np.ndarray
     stamp_width: int
     ny: int
+    sky_offset: bool = False
 
     @classmethod
     def from_reader(cls, reader, config: TemplateFitConfig, bands: tuple[str, ...]) -> FileModels:
@@ -502,7 +507,7 @@ class FileModels:
         geoms = [band_geometry(reader, b, stamp_width) for b in bands]
         t_grid = config.grid()
         packed, lit = pack_spectra(basis, geoms, t_grid, (stamp_width - 1) % 2)
-        return cls(tuple(bands), geoms, t_grid, packed, lit, stamp_width, reader.shape[0])
+        return cls(tuple(bands), geoms, t_grid, packed, lit, stamp_width, reader.shape[0], config.sky_offset)
 
     @property
     def gi(self) -> int:
@@ -530,7 +535,7 @@ class FileModels:
         taps, bases = self._layout(kernel)
         ncols, offsets = self._columns
         flux, ivar = np.ascontiguousarray(flux, np.float64), np.ascontiguousarray(ivar, np.float64)
-        return lambda index: chi2_points(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, flux, ivar)
+        return lambda index: chi2_points(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, flux, ivar, self.sky_offset)
 
     def coarse_chi2(self, index: np.ndarray, kernels: np.ndarray, data: list) -> np.ndarray:
         """The chi-square [n_source, n] of several sources at the same grid indices (one parallel pass)."""
@@ -543,7 +548,7 @@ class FileModels:
         flux = np.array([f for f, _ in data], np.float64)
         ivar = np.array([v for _, v in data], np.float64)
         ncols, offsets = self._columns
-        return chi2_sources(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, n_taps, flux, ivar)
+        return chi2_sources(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset)
 
     def spectra_of(self, sci, err, dq, stamps):
         """Extracted spectra of a chunk: the along-dispersion kernels [n, ws] and per source (flux, ivar) [n_pixels]."""

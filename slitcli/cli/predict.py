@@ -47,6 +47,11 @@ def predict(
         "subtract it from SCI and add (0.2 CONTAM)^2 to the variance, as grizli does (both routes), or ignore it. "
         "Inputs without a model are read as they are; the catalogue records both (CONTAM, CONTMODL).",
     ),
+    sky_offset: bool = typer.Option(
+        False, "--sky-offset",
+        help="Template and hybrid routes: also fit a constant per band, of either sign, so that a sky level left in the cutouts "
+        "(imperfect sky subtraction) is not taken for continuum (catalogue key SKYOFFS).",
+    ),
     method: Method = typer.Option(
         Method.cnn, "--method",
         help="cnn: the Bayesian CNN on the 2D cutouts. template: the classic route, optimal 1D extraction and a "
@@ -101,7 +106,7 @@ def predict(
             raise typer.BadParameter(f"the {method.value} route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
         check_output_path(output, overwrite, inputs=[*inputs, *field_inputs])
-        route = Route(method.value, str(model) if model is not None else None, n_mc, batch_size, seed, device, pdf, contam.value)
+        route = Route(method.value, str(model) if model is not None else None, n_mc, batch_size, seed, device, pdf, contam.value, sky_offset)
         meta = route.meta()
         log.debug("%s route, device %s", method.value, meta.get("DEVICE", "cpu"))
         with progress_bar(quiet) as bar:

@@ -7,7 +7,15 @@ from scipy.optimize import nnls
 from test_template_fit import geometry
 
 from slitcli.classic.chisq import lit_ranges, nnls_gram
-from slitcli.classic.template_fit import FileModels, TemplateFitConfig, chi2_grid, pack_spectra, point_spectra, smear, trim_kernel
+from slitcli.classic.template_fit import (
+    FileModels,
+    TemplateFitConfig,
+    chi2_grid,
+    pack_spectra,
+    point_spectra,
+    smear,
+    trim_kernel,
+)
 from slitcli.classic.templates import load_templates
 
 
@@ -70,3 +78,34 @@ def test_fused_chi2_equals_smear_then_chi2_grid(csst, stamp_size):
         np.testing.assert_allclose(fused, reference[-1], rtol=1e-6, atol=1e-6 * bb)
     together = models.coarse_chi2(index, np.array(kernels), data)
     np.testing.assert_array_equal(together, [models.chi2_fn(k, *d)(index) for k, d in zip(kernels, data, strict=True)])
+
+
+def test_sky_offset_adds_a_constant_of_either_sign_per_band(csst):
+    """With sky_offset the fused chi-square equals chi2_grid over the templates plus, per band,
+    a +1 and a -1 constant on its columns; a sky level left in the data (positive in GV,
+    negative in GI) then costs nothing at the true redshift, while without it the fit is poor."""
+    basis = load_templates()
+    geoms = [geometry(csst, b)[1] for b in ("GV", "GI")]
+    config = TemplateFitConfig(z_min=0.1, z_max=1.5, step=0.01)
+    t_grid = config.grid()
+    packed, lit = pack_spectra(basis, geoms, t_grid, 1)
+    plain = FileModels(("GV", "GI"), geoms, t_grid, packed, lit, 64, 40)
+    with_sky = FileModels(("GV", "GI"), geoms, t_grid, packed, lit, 64, 40, sky_offset=True)
+    kernel = trim_kernel(gaussian_blob(64, 2.0).sum(axis=0))
+    index = np.array([5, 30, 31, 60])
+    dense = np.concatenate([smear(point_spectra(basis, g, np.expm1(t_grid[index])), kernel, g)[0] for g in geoms], axis=-1)
+    sizes = [g.columns.size for g in geoms]
+    constants = np.zeros((4, sum(sizes)))
+    constants[0, : sizes[0]], constants[1, : sizes[0]] = 1.0, -1.0
+    constants[2, sizes[0] :], constants[3, sizes[0] :] = 1.0, -1.0
+    truth = dense[1].T @ np.array([1.0, 0, 0.5, 0, 0, 0, 3.0, 0, 0, 1.0, 2.0, 1.0, 0, 0])
+    rng = np.random.default_rng(4)
+    flux = truth * 30.0 / truth.max() + rng.normal(0, 1.0, truth.size)
+    flux[: sizes[0]] += 3.0  # sky left in GV: 3 sigma per pixel
+    flux[sizes[0] :] -= 2.0  # sky over-subtracted in GI
+    ivar = np.ones(flux.size)
+    reference = chi2_grid(np.concatenate([dense, np.broadcast_to(constants, (len(index), *constants.shape))], axis=1), flux, ivar)[0]
+    fused = with_sky.chi2_fn(kernel, flux, ivar)(index)
+    np.testing.assert_allclose(fused, reference, rtol=1e-6, atol=1e-6 * float(np.sum(flux**2)))
+    assert fused[1] < 1.2 * flux.size  # the offsets absorbed: chi-square ~ N at the true z
+    assert plain.chi2_fn(kernel, flux, ivar)(index)[1] > 3 * flux.size
