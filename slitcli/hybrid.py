@@ -24,7 +24,7 @@ ZERR come from the posterior as for every catalogue
 peak (1: the routes agree; near 0: the template's best fit is one the CNN excludes),
 ``Z_CNN`` and ``ZERR_CNN`` are the prior's. ``OODSCORE`` (`ood_score`) > 1 sets the
 ZWARN bit ``UNLIKE_TRAINING``: the routes disagree beyond the network's error, or its
-dropout passes disagree, more than for 95% of held-out sources like its training data.
+dropout passes disagree, more than for 96% of held-out sources like its training data.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi) -> tuple[np.ndarray, np.nda
 def ood_score(z_cnn, zerr_cnn, z_template, zerr_epi, config: HybridConfig) -> np.ndarray:
     """``OODSCORE``: the larger of `ood_parts` over their thresholds; > 1 sets ZWARN ``UNLIKE_TRAINING``.
 
-    Each threshold is the 95th percentile of its part over held-out sources like the
-    training data with SNR_GI >= 3 (`calibrate_hybrid`), so about 10% of such sources are
+    Each threshold is the 96th percentile of its part over held-out sources like the
+    training data with SNR_GI >= 3 (`calibrate_hybrid`), so about 8% of such sources are
     flagged; on galaxies unlike the training set both parts grow (docs/results.md).
     """
     disagreement, spread = ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi)
@@ -219,7 +219,7 @@ class HybridCalibration:
     n_ood: int
 
 
-def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.95, progress=None) -> HybridCalibration:
+def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, progress=None) -> HybridCalibration:
     """Fit the hybrid route's likelihood temperature and OOD thresholds on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
 
     The temperature and error floor use the sources with SNR_GI >= `min_snr` (coverage held

@@ -18,7 +18,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
     template: bool = typer.Option(False, "--template", help="Instead, fit the temperature of the template route's chi-square PDF (predict --method template -m MODEL reads it from the model card), on the sources with SNR_GI >= 1."),
-    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the temperature of the hybrid route's template likelihood (predict --method hybrid), on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed, and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 10% of such sources with SNR_GI >= 3); calibrate the CNN first."),
+    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the temperature of the hybrid route's template likelihood (predict --method hybrid), on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed, and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of such sources with SNR_GI >= 3); calibrate the CNN first."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
     quiet: bool = QUIET,
