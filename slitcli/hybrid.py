@@ -157,7 +157,7 @@ def search_chi2(chi2_fn, t_grid: np.ndarray, npix: int, prior_t: np.ndarray, fit
     return Search(known, chi2[known], npix)
 
 
-def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 16, progress=None):
+def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, progress=None):
     """The CNN over the whole sample, then each chunk's chi-square searches inside the priors' ranges.
 
     Yields ``(start, sci, dq, snr, cnn_rows, prior, searches)`` per chunk: the CNN's rows
@@ -183,7 +183,7 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
             progress(stop, reader.n)
 
 
-def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 16, pdf: bool = False, progress=None) -> Table:
+def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, pdf: bool = False, progress=None) -> Table:
     """The hybrid route on an open sample (a `SampleReader` or ``FieldSample``): catalogue rows.
 
     Columns as the template route, plus ``Z_CNN``, ``ZERR_CNN`` (the prior's), ``ZTEMPL``

@@ -129,12 +129,12 @@ class Route:
         if self.method == "template":
             from slitcli.classic.template_fit import fit_sample
 
-            return fit_sample(sample, self._fit_config(), self.bands, batch_size=min(self.batch_size, 16), pdf=self.pdf, progress=progress)
+            return fit_sample(sample, self._fit_config(), self.bands, batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
         if self.method == "hybrid":
             from slitcli.hybrid import hybrid_sample
 
             bundle = _bundle(self.model)
-            return hybrid_sample(bundle, sample, self._predict_config(), self._fit_config(), self._hybrid_config(), tuple(bundle.bands), batch_size=min(self.batch_size, 16), pdf=self.pdf, progress=progress)
+            return hybrid_sample(bundle, sample, self._predict_config(), self._fit_config(), self._hybrid_config(), tuple(bundle.bands), batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
         from slitcli.nn.predict import predict_sample
 
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["nnls_gram", "lit_ranges", "chi2_points", "chi2_sources"]
+__all__ = ["nnls_gram", "lit_ranges", "chi2_points", "chi2_sources", "chi2_jobs"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -247,6 +247,25 @@ def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar, sk
     out = np.empty(points.size)
     for q in numba.prange(points.size):
         out[q] = _chi2_point(packed, lit, points[q], bases, ncols, offsets, taps, flux, ivar, bb, sky)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def chi2_jobs(packed, lit, job_source, job_point, bases, ncols, offsets, taps, n_taps, flux, ivar, sky=False):
+    """The chi-square of source `job_source[j]` at grid point `job_point[j]`, for every job j (parallel over jobs).
+
+    Other arguments as `chi2_sources`: each source's fine windows differ, so a chunk's
+    fine passes run as one list of (source, point) jobs.
+    """
+    nsrc = flux.shape[0]
+    bb = np.zeros(nsrc)
+    for s in range(nsrc):
+        for x in range(flux.shape[1]):
+            bb[s] += ivar[s, x] * flux[s, x] * flux[s, x]
+    out = np.empty(job_point.size)
+    for j in numba.prange(job_point.size):
+        s = job_source[j]
+        out[j] = _chi2_point(packed, lit, job_point[j], bases[s], ncols, offsets, taps[s, : n_taps[s]], flux[s], ivar[s], bb[s], sky)
     return out
 
 

@@ -22,8 +22,6 @@ from slitcli.classic.template_fit import (
     TemplateFitConfig,
     _local_minima,
     _parabola,
-    coarse_indices,
-    fit_redshift,
     smooth,
 )
 from slitcli.errors import InputError
@@ -185,7 +183,7 @@ def true_t(reader) -> np.ndarray:
     return np.log1p(np.asarray(sources["Z_TRUE"], float))
 
 
-def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, bright_snr: float = 3.0, batch_size: int = 16, progress=None) -> TemperatureFit:
+def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, bright_snr: float = 3.0, batch_size: int = 64, progress=None) -> TemperatureFit:
     """Fit the template route's temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
 
     The template route's PDF is its likelihood under a flat prior in t, so the fit is
@@ -195,15 +193,13 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
     config = config or TemplateFitConfig()
     t_all = true_t(reader)
     models = FileModels.from_reader(reader, config, bands)
-    coarse_index = coarse_indices(models.t_grid.size, config)
     searches, keep, snrs = [], [], []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        coarse = models.coarse_chi2(coarse_index, kernels, data)
-        for n, (flux, ivar) in enumerate(data):
+        for n, fit in enumerate(models.fit_chunk(kernels, data, config)):
             if snr[n] >= min_snr:
-                searches.append(fit_redshift(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), config, coarse[n]).search)
+                searches.append(fit.search)
                 keep.append(start + n)
                 snrs.append(snr[n])
         if progress:

@@ -38,7 +38,7 @@ from astropy.table import Table, vstack
 from scipy.optimize import nnls
 from scipy.special import ndtr, ndtri
 
-from slitcli.classic.chisq import chi2_points, chi2_sources, lit_ranges
+from slitcli.classic.chisq import chi2_jobs, chi2_points, chi2_sources, lit_ranges
 from slitcli.classic.templates import TemplateBasis, load_templates
 from slitcli.errors import ConfigError
 from slitcli.extract import (
@@ -302,6 +302,14 @@ class RedshiftFit:
     odds: float = float("nan")
 
 
+def fine_indices(chi2_coarse: np.ndarray, n: int, config: TemplateFitConfig) -> np.ndarray:
+    """Grid indices of the second pass: `fine_window` coarse steps either side of the `n_candidates` best minima of the first pass's chi-square."""
+    coarse = coarse_indices(n, config)
+    reach = config.fine_window * config.coarse_every
+    minima = _local_minima(chi2_coarse)[: config.n_candidates]
+    return np.unique(np.concatenate([np.arange(max(coarse[i] - reach, 0), min(coarse[i] + reach, n - 1) + 1) for i in minima]))
+
+
 def coarse_indices(n: int, config: TemplateFitConfig) -> np.ndarray:
     """Indices of the first pass's grid points in a fine grid of `n` points (both ends included)."""
     return np.unique(np.concatenate([np.arange(0, n, config.coarse_every), [n - 1]]))
@@ -343,8 +351,8 @@ def fit_redshift(
     coarse = coarse_indices(n, config)
     chi2_c = chi2_fn(coarse) if coarse_chi2 is None else coarse_chi2
     minima = _local_minima(chi2_c)
-    half, reach = 2 * config.coarse_every, config.fine_window * config.coarse_every
-    fine = np.unique(np.concatenate([np.arange(max(coarse[i] - reach, 0), min(coarse[i] + reach, n - 1) + 1) for i in minima[: config.n_candidates]]))
+    half = 2 * config.coarse_every
+    fine = fine_indices(chi2_c, n, config)
     chi2_f = chi2_fn(fine)
     chi2 = np.full(n, np.nan)
     chi2[coarse] = chi2_c
@@ -468,7 +476,7 @@ def fit_file(
     config: TemplateFitConfig,
     bands: tuple[str, ...] = ("GV", "GI"),
     *,
-    batch_size: int = 16,
+    batch_size: int = 64,
     contamination: str = "ignore",
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
@@ -537,18 +545,37 @@ class FileModels:
         flux, ivar = np.ascontiguousarray(flux, np.float64), np.ascontiguousarray(ivar, np.float64)
         return lambda index: chi2_points(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, flux, ivar, self.sky_offset)
 
-    def coarse_chi2(self, index: np.ndarray, kernels: np.ndarray, data: list) -> np.ndarray:
-        """The chi-square [n_source, n] of several sources at the same grid indices (one parallel pass)."""
+    def _chunk(self, kernels: np.ndarray, data: list) -> tuple:
+        """A chunk's sources as `slitcli.classic.chisq` takes them: bases, taps, n_taps, flux, ivar."""
         layouts = [self._layout(k) for k in kernels]
         n_taps = np.array([t.size for t, _ in layouts], np.int64)
         taps = np.zeros((len(layouts), n_taps.max()))
         for s, (t, _) in enumerate(layouts):
             taps[s, : t.size] = t
         bases = np.array([b for _, b in layouts], np.int64)
-        flux = np.array([f for f, _ in data], np.float64)
-        ivar = np.array([v for _, v in data], np.float64)
+        return bases, taps, n_taps, np.array([f for f, _ in data], np.float64), np.array([v for _, v in data], np.float64)
+
+    def coarse_chi2(self, index: np.ndarray, kernels: np.ndarray, data: list) -> np.ndarray:
+        """The chi-square [n_source, n] of several sources at the same grid indices (one parallel pass)."""
+        bases, taps, n_taps, flux, ivar = self._chunk(kernels, data)
         ncols, offsets = self._columns
         return chi2_sources(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset)
+
+    def fit_chunk(self, kernels: np.ndarray, data: list, config: TemplateFitConfig, with_pdf: bool = False) -> list:
+        """`fit_redshift` of a chunk's sources, both passes run as parallel calls over all of them."""
+        bases, taps, n_taps, flux, ivar = self._chunk(kernels, data)
+        ncols, offsets = self._columns
+        n = self.t_grid.size
+        coarse_index = coarse_indices(n, config)
+        coarse = chi2_sources(self.packed, self.lit, coarse_index, bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset)
+        fine = [fine_indices(c, n, config) for c in coarse]
+        sources = np.repeat(np.arange(len(fine)), [f.size for f in fine])
+        chi2 = np.split(chi2_jobs(self.packed, self.lit, sources, np.concatenate(fine), bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset), np.cumsum([f.size for f in fine])[:-1])
+
+        def known(index, values):  # the fine pass, already computed, as fit_redshift asks for it
+            return lambda asked: values[np.searchsorted(index, asked)]
+
+        return [fit_redshift(known(fine[s], chi2[s]), self.t_grid, int((ivar[s] > 0).sum()), config, coarse[s], with_pdf=with_pdf) for s in range(len(fine))]
 
     def spectra_of(self, sci, err, dq, stamps):
         """Extracted spectra of a chunk: the along-dispersion kernels [n, ws] and per source (flux, ivar) [n_pixels]."""
@@ -589,7 +616,7 @@ def fit_sample(
     config: TemplateFitConfig,
     bands: tuple[str, ...] = ("GV", "GI"),
     *,
-    batch_size: int = 16,
+    batch_size: int = 64,
     pdf: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Table:
@@ -601,13 +628,11 @@ def fit_sample(
     """
     models = FileModels.from_reader(reader, config, bands)
     sources = reader.sources()
-    coarse_index = coarse_indices(models.t_grid.size, config)
     rows = []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        coarse = models.coarse_chi2(coarse_index, kernels, data)
-        fits = [fit_redshift(models.chi2_fn(kernels[n], flux, ivar), models.t_grid, int((ivar > 0).sum()), config, coarse[n], with_pdf=pdf) for n, (flux, ivar) in enumerate(data)]
+        fits = models.fit_chunk(kernels, data, config, with_pdf=pdf)
         columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:
