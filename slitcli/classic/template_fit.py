@@ -495,7 +495,7 @@ class FileModels:
 
     `packed` [n_grid, n_template, n_packed] (float32) are the templates put through each
     band's sensitivity and dispersion (steps 1-2 of the module's model; `pack_spectra`);
-    `chi2_fn` and `coarse_chi2` add a source's own smearing (step 3) and fit
+    `chi2_fn` and `fit_chunk` add a source's own smearing (step 3) and fit
     (`slitcli.classic.chisq`).
     """
 
@@ -554,12 +554,6 @@ class FileModels:
             taps[s, : t.size] = t
         bases = np.array([b for _, b in layouts], np.int64)
         return bases, taps, n_taps, np.array([f for f, _ in data], np.float64), np.array([v for _, v in data], np.float64)
-
-    def coarse_chi2(self, index: np.ndarray, kernels: np.ndarray, data: list) -> np.ndarray:
-        """The chi-square [n_source, n] of several sources at the same grid indices (one parallel pass)."""
-        bases, taps, n_taps, flux, ivar = self._chunk(kernels, data)
-        ncols, offsets = self._columns
-        return chi2_sources(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset)
 
     def fit_chunk(self, kernels: np.ndarray, data: list, config: TemplateFitConfig, with_pdf: bool = False) -> list:
         """`fit_redshift` of a chunk's sources, both passes run as parallel calls over all of them."""

@@ -11,6 +11,7 @@ from slitcli.classic.template_fit import (
     FileModels,
     TemplateFitConfig,
     chi2_grid,
+    fit_redshift,
     pack_spectra,
     point_spectra,
     smear,
@@ -76,8 +77,13 @@ def test_fused_chi2_equals_smear_then_chi2_grid(csst, stamp_size):
         bb = float(np.sum(ivar * flux**2))
         assert reference[-1][2] < 2 * n_pix < reference[-1].max()
         np.testing.assert_allclose(fused, reference[-1], rtol=1e-6, atol=1e-6 * bb)
-    together = models.coarse_chi2(index, np.array(kernels), data)
-    np.testing.assert_array_equal(together, [models.chi2_fn(k, *d)(index) for k, d in zip(kernels, data, strict=True)])
+    # The chunk's batched passes (coarse, then the fine windows as jobs) fit as one source at a time does.
+    batched = models.fit_chunk(np.array(kernels), data, config)
+    for kernel, (flux, ivar), fit in zip(kernels, data, batched, strict=True):
+        single = fit_redshift(models.chi2_fn(kernel, flux, ivar), t_grid, int((ivar > 0).sum()), config)
+        np.testing.assert_array_equal(fit.search.known, single.search.known)
+        np.testing.assert_array_equal(fit.search.chi2, single.search.chi2)
+        assert fit.z == single.z
 
 
 def test_sky_offset_adds_a_constant_of_either_sign_per_band(csst):
