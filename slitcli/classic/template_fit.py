@@ -368,7 +368,8 @@ def fit_redshift(
     # The published levels and Phi(-+1), whose interval gives ZERR (`slitcli.io.redshift`).
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
     floor = config.error_floor
-    if sigma < 2 * config.step:
+    narrow = sigma < 2 * config.step
+    if narrow:
         # The PDF's core is narrower than the grid resolves: use its Gaussian shape
         # from the chi-square's curvature at the minimum, kept on the searched range.
         sigma = float(np.hypot(sigma, floor))
@@ -399,7 +400,7 @@ def fit_redshift(
     at_limit = bool(t_best - t_grid[0] < half * config.step or t_grid[-1] - t_best < half * config.step)
     pdf_t = None
     if with_pdf:
-        if sigma < 2 * config.step:
+        if narrow:  # sigma includes the floor here
             pdf_t = np.exp(-0.5 * ((t_grid - t_best) / max(sigma, 0.5 * config.step)) ** 2)
         elif floor > 0:
             pdf_t = pdf

@@ -107,7 +107,10 @@ def test_template_temperature_widens_the_fit_by_its_square_root():
     flux = model_fn(np.array([np.argmin(np.abs(T_GRID - t0))]))[0, 0] * 0.5 + rng.normal(0.0, 0.05, pix.size)
     ivar = np.full(pix.size, 1 / 0.05**2)
     configs = [TemplateFitConfig(temperature=1.0), TemplateFitConfig(temperature=4.0), TemplateFitConfig(error_floor=0.003)]
-    fits = [fit_redshift(dense_chi2(model_fn, flux, ivar), T_GRID, pix.size, c) for c in configs]
+    fits = [fit_redshift(dense_chi2(model_fn, flux, ivar), T_GRID, pix.size, c, with_pdf=True) for c in configs]
+    # A core narrower than two grid steps, widened past them by a floor: still a PDF.
+    bright = fit_redshift(dense_chi2(model_fn, flux * 30, ivar), T_GRID, pix.size, TemplateFitConfig(error_floor=0.0008), with_pdf=True)
+    assert np.all(np.isfinite(bright.pdf_t)) and bright.pdf_t.max() > 0 and all(np.all(np.isfinite(f.pdf_t)) for f in fits)
     half = [0.5 * (np.log1p(f.quantiles[0.8413447460685429]) - np.log1p(f.quantiles[0.15865525393145707])) for f in fits]
     # The error floor adds in quadrature, Z unmoved.
     assert half[2] == pytest.approx(np.hypot(half[0], 0.003), rel=0.05) and fits[2].z == fits[0].z
