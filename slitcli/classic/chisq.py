@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["nnls_gram", "lit_ranges", "chi2_points", "chi2_sources", "chi2_jobs"]
+__all__ = ["nnls_gram", "lit_ranges", "chi2_jobs"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,7 +146,7 @@ def lit_ranges(packed: np.ndarray, sizes) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb, sky):
-    """The chi-square at grid point `z` of one source (arguments as `chi2_points`; bb = sum ivar flux^2)."""
+    """The chi-square at grid point `z` of one source (arguments as `chi2_jobs`, for that source; bb = sum ivar flux^2)."""
     n_templates = packed.shape[1]
     # With `sky`, each band adds two constant templates, +1 and -1 on its columns: a sky
     # level left in SCI of either sign (NNLS keeps coefficients >= 0).
@@ -221,8 +221,8 @@ def _chi2_point(packed, lit, z, bases, ncols, offsets, taps, flux, ivar, bb, sky
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar, sky=False):
-    """The chi-square of one source at the grid points `points` [n] (parallel over points).
+def chi2_jobs(packed, lit, job_source, job_point, bases, ncols, offsets, taps, n_taps, flux, ivar, sky=False):
+    """The chi-square of source `job_source[j]` at grid point `job_point[j]`, for every job j (parallel over jobs).
 
     Parameters
     ----------
@@ -230,32 +230,19 @@ def chi2_points(packed, lit, points, bases, ncols, offsets, taps, flux, ivar, sk
         Packed point spectra [e-/s per unit amplitude] (`pack_spectra` in template_fit).
     lit : array of int [n_grid, n_template, n_band, 2]
         `lit_ranges(packed, ...)`.
-    bases : array of int [n_band]
+    job_source, job_point : array of int [n_jobs]
+        Source index and grid index of each job.
+    bases : array of int [n_source, n_band]
         Index in the packed axis that column 0 of each band reads with tap 0.
     ncols, offsets : array of int [n_band]
         Columns fitted per band, and where each band's columns start in `flux`/`ivar`.
-    taps : array [n_taps]
-        The source's smearing kernel, reversed (tap m reads packed position base + c + m).
-    flux, ivar : array [n_pixels]
-        Extracted spectrum [e-/s] and inverse variance [(e-/s)^-2], bands end to end.
+    taps : array [n_source, max taps]
+        Each source's smearing kernel, reversed (tap m reads packed position base + c + m);
+        the first `n_taps[s]` are used.
+    flux, ivar : array [n_source, n_pixels]
+        Extracted spectra [e-/s] and inverse variances [(e-/s)^-2], bands end to end.
     sky : bool
         Also fit a constant per band, of either sign (a sky level left in the data).
-    """
-    bb = 0.0
-    for x in range(flux.size):
-        bb += ivar[x] * flux[x] * flux[x]
-    out = np.empty(points.size)
-    for q in numba.prange(points.size):
-        out[q] = _chi2_point(packed, lit, points[q], bases, ncols, offsets, taps, flux, ivar, bb, sky)
-    return out
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def chi2_jobs(packed, lit, job_source, job_point, bases, ncols, offsets, taps, n_taps, flux, ivar, sky=False):
-    """The chi-square of source `job_source[j]` at grid point `job_point[j]`, for every job j (parallel over jobs).
-
-    Other arguments as `chi2_sources`: each source's fine windows differ, so a chunk's
-    fine passes run as one list of (source, point) jobs.
     """
     nsrc = flux.shape[0]
     bb = np.zeros(nsrc)
@@ -266,24 +253,4 @@ def chi2_jobs(packed, lit, job_source, job_point, bases, ncols, offsets, taps, n
     for j in numba.prange(job_point.size):
         s = job_source[j]
         out[j] = _chi2_point(packed, lit, job_point[j], bases[s], ncols, offsets, taps[s, : n_taps[s]], flux[s], ivar[s], bb[s], sky)
-    return out
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def chi2_sources(packed, lit, points, bases, ncols, offsets, taps, n_taps, flux, ivar, sky=False):
-    """`chi2_points` of several sources at the same grid points: [n_source, n_points] (parallel over both).
-
-    `bases` [n_source, n_band], `taps` [n_source, max taps] (first `n_taps[s]` used),
-    `flux`, `ivar` [n_source, n_pixels].
-    """
-    nsrc, npts = flux.shape[0], points.size
-    out = np.empty((nsrc, npts))
-    bb = np.zeros(nsrc)
-    for s in range(nsrc):
-        for x in range(flux.shape[1]):
-            bb[s] += ivar[s, x] * flux[s, x] * flux[s, x]
-    # Point-major: the sources of a chunk read the same point spectra in turn, from cache.
-    for job in numba.prange(nsrc * npts):
-        q, s = job // nsrc, job % nsrc
-        out[s, q] = _chi2_point(packed, lit, points[q], bases[s], ncols, offsets, taps[s, : n_taps[s]], flux[s], ivar[s], bb[s], sky)
     return out

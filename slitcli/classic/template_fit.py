@@ -38,7 +38,7 @@ from astropy.table import Table, vstack
 from scipy.optimize import nnls
 from scipy.special import ndtr, ndtri
 
-from slitcli.classic.chisq import chi2_jobs, chi2_points, chi2_sources, lit_ranges
+from slitcli.classic.chisq import chi2_jobs, lit_ranges
 from slitcli.classic.templates import TemplateBasis, load_templates
 from slitcli.errors import ConfigError
 from slitcli.extract import (
@@ -541,10 +541,14 @@ class FileModels:
 
     def chi2_fn(self, kernel: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """The chi-square [n] at grid indices of one source (kernel [ws], extracted flux and ivar), for `fit_redshift`."""
-        taps, bases = self._layout(kernel)
+        source = self._chunk(np.atleast_2d(kernel), [(flux, ivar)])
         ncols, offsets = self._columns
-        flux, ivar = np.ascontiguousarray(flux, np.float64), np.ascontiguousarray(ivar, np.float64)
-        return lambda index: chi2_points(self.packed, self.lit, np.asarray(index, np.int64), bases, ncols, offsets, taps, flux, ivar, self.sky_offset)
+
+        def chi2(index):
+            index = np.asarray(index, np.int64)
+            return chi2_jobs(self.packed, self.lit, np.zeros(index.size, np.int64), index, source[0], ncols, offsets, *source[1:], self.sky_offset)
+
+        return chi2
 
     def _chunk(self, kernels: np.ndarray, data: list) -> tuple:
         """A chunk's sources as `slitcli.classic.chisq` takes them: bases, taps, n_taps, flux, ivar."""
@@ -562,7 +566,10 @@ class FileModels:
         ncols, offsets = self._columns
         n = self.t_grid.size
         coarse_index = coarse_indices(n, config)
-        coarse = chi2_sources(self.packed, self.lit, coarse_index, bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset)
+        # Point-major: the chunk's sources read the same point spectra in turn, from cache.
+        n_src = len(data)
+        jobs = (np.tile(np.arange(n_src), coarse_index.size), np.repeat(coarse_index, n_src))
+        coarse = chi2_jobs(self.packed, self.lit, *jobs, bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset).reshape(coarse_index.size, n_src).T
         fine = [fine_indices(c, n, config) for c in coarse]
         sources = np.repeat(np.arange(len(fine)), [f.size for f in fine])
         chi2 = np.split(chi2_jobs(self.packed, self.lit, sources, np.concatenate(fine), bases, ncols, offsets, taps, n_taps, flux, ivar, self.sky_offset), np.cumsum([f.size for f in fine])[:-1])
