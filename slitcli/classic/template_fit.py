@@ -424,6 +424,11 @@ def _grid_key(basis: TemplateBasis, geoms: list, t_grid: np.ndarray, parity: int
     return h.hexdigest()
 
 
+def packed_sizes(geoms: list, parity: int) -> list[int]:
+    """Length of each band's stretch of the packed axis: its half-pixel positions of `parity`."""
+    return [len(range(parity, g.n_positions, 2)) for g in geoms]
+
+
 def pack_spectra(basis: TemplateBasis, geoms: list, t_grid: np.ndarray, parity: int, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """`point_spectra` of every band on the whole grid, packed for `slitcli.classic.chisq`: [n_grid, n_template, n_packed] (float32), and their `lit_ranges`.
 
@@ -435,7 +440,7 @@ def pack_spectra(basis: TemplateBasis, geoms: list, t_grid: np.ndarray, parity: 
     key = _grid_key(basis, geoms, t_grid, parity)
     if key in _GRID_CACHE:
         return _GRID_CACHE[key]
-    sizes = [len(range(parity, g.n_positions, 2)) for g in geoms]
+    sizes = packed_sizes(geoms, parity)
     out = np.empty((t_grid.size, len(basis.names), sum(sizes)), np.float32)
     for geom, offset, size in zip(geoms, np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
         for start in range(0, t_grid.size, block):
@@ -528,8 +533,7 @@ class FileModels:
         lit = np.nonzero(kernel > 0)[0]
         j0, j1 = (int(lit[0]), int(lit[-1])) if lit.size else (0, 0)
         taps = np.ascontiguousarray(kernel[j0 : j1 + 1][::-1], np.float64)
-        sizes = [len(range((self.stamp_width - 1) % 2, g.n_positions, 2)) for g in self.geoms]
-        offsets = np.cumsum([0, *sizes[:-1]])
+        offsets = np.cumsum([0, *packed_sizes(self.geoms, (self.stamp_width - 1) % 2)[:-1]])
         # Full half-pixel position of column c, tap m: 2 c0 + ws - 1 + 2 margin - 2 j1 + 2 (c + m) (see `smear`).
         bases = [o + (2 * int(g.columns[0]) + self.stamp_width - 1 + 2 * g.margin - 2 * j1) // 2 for o, g in zip(offsets, self.geoms, strict=True)]
         return taps, np.array(bases, np.int64)
