@@ -52,10 +52,10 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-__all__ = ["ZWARN_BITS", "QUANTILES", "ODDS_WIDTH", "standard_quantile", "half_width", "quantiles", "odds", "odds_from_cdf", "SIGMA_LEVELS", "source_identity", "data_zwarn"]
+__all__ = ["ZWARN_BITS", "QUANTILES", "ODDS_WIDTH", "standard_quantile", "half_width", "quantiles", "odds", "odds_from_cdf", "SIGMA_LEVELS", "source_identity", "data_zwarn", "lost_columns", "MAX_LOST_COLUMNS"]
 
 #: ZWARN bits: redrock's where the meaning is the same, slitcli's own in 16-23.
-ZWARN_BITS = {"Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16, "UNLIKE_TRAINING": 1 << 17}
+ZWARN_BITS = {"LITTLE_COVERAGE": 2, "Z_FITLIMIT": 32, "NODATA": 512, "POORDATA": 2048, "LARGE_EPISTEMIC": 1 << 16, "UNLIKE_TRAINING": 1 << 17}
 #: Published quantile columns and their probability levels (eazy-py naming).
 QUANTILES = {"Z025": 0.025, "Z160": 0.16, "Z500": 0.5, "Z840": 0.84, "Z975": 0.975}
 #: Levels of the central 68.27% interval, Phi(-1) and Phi(1): ZERR / (1 + Z) is its half-width in ln(1+z).
@@ -133,9 +133,24 @@ def odds_from_cdf(t_best: float, t_nodes: np.ndarray, cdf: np.ndarray, width: fl
     return float(hi - lo)
 
 
+#: LITTLE_COVERAGE: more than this fraction of a band's columns (wavelengths) have no usable
+#: pixel in the cutout's central `COVERAGE_ROWS` rows (a spectrum running off the detector).
+MAX_LOST_COLUMNS = 0.1
+COVERAGE_ROWS = 5
+
+
+def lost_columns(dq: np.ndarray) -> np.ndarray:
+    """[n, n_band]: fraction of each band's columns with every pixel of the central `COVERAGE_ROWS` rows flagged in `dq` [n, n_band, ny, nx]."""
+    centre = dq.shape[2] // 2
+    rows = dq[:, :, max(centre - COVERAGE_ROWS // 2, 0) : centre + COVERAGE_ROWS // 2 + 1, :]
+    return np.all(rows != 0, axis=2).mean(axis=2)
+
+
 def data_zwarn(sci: np.ndarray, dq: np.ndarray, snr: np.ndarray) -> np.ndarray:
-    """ZWARN bits that depend on the data alone: NODATA (blank or fully flagged) and POORDATA (SNR_GI < 1)."""
+    """ZWARN bits that depend on the data alone: NODATA (blank or fully flagged), POORDATA (SNR_GI < 1)
+    and LITTLE_COVERAGE (`lost_columns` above `MAX_LOST_COLUMNS` in a band)."""
     zwarn = np.zeros(len(sci), np.int64)
+    zwarn[np.any(lost_columns(dq) > MAX_LOST_COLUMNS, axis=1)] |= ZWARN_BITS["LITTLE_COVERAGE"]
     nodata = ~(np.abs(sci).reshape(len(sci), -1).max(axis=1) > 0) | np.all(dq != 0, axis=(1, 2, 3))
     zwarn[nodata] |= ZWARN_BITS["NODATA"]
     zwarn[snr < 1.0] |= ZWARN_BITS["POORDATA"]

@@ -124,3 +124,22 @@ def test_odds_from_a_tabulated_cdf_matches_the_analytic_gaussian():
     t0, sigma = 0.41, 0.02
     expected = norm.cdf(np.log(1.02) / sigma) - norm.cdf(np.log(0.98) / sigma)
     assert odds_from_cdf(t0, t, norm.cdf((t - t0) / sigma)) == pytest.approx(expected, abs=1e-4)
+
+
+def test_little_coverage_is_set_when_a_spectrum_runs_off_its_exposures():
+    """A cutout whose right quarter lies outside every exposure (DQ flagged there, as field
+    cutouts near an edge are) gets LITTLE_COVERAGE; one with a flagged cosmic-ray track across
+    the trace, or one with 9% of its columns lost, does not."""
+    from slitcli.io.redshift import ZWARN_BITS, data_zwarn, lost_columns
+
+    n, ny, nx = 4, 40, 480
+    sci = np.ones((n, 2, ny, nx), np.float32)
+    dq = np.zeros((n, 2, ny, nx), np.int32)
+    dq[0, 1, :, 360:] = 1  # off the exposures: 25% of the GI columns
+    dq[1, 0, 10:30, 100] = 1  # a cosmic-ray track across the trace: one column of 480
+    dq[2, 0, :, : int(0.09 * nx)] = 1  # 9% lost: below the threshold
+    dq[3, 1, :18, :] = 1  # rows above the trace uncovered: the trace itself has data
+    lost = lost_columns(dq)
+    assert lost[0, 1] == pytest.approx(0.25) and lost[1, 0] == pytest.approx(1 / nx)
+    zwarn = data_zwarn(sci, dq, np.full(n, 5.0))
+    assert [bool(z & ZWARN_BITS["LITTLE_COVERAGE"]) for z in zwarn] == [True, False, False, False]
