@@ -99,7 +99,7 @@ class Route:
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             hybrid = self._hybrid_config()
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor}
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBMISM": hybrid.template_mismatch}
             del meta["TMPLTEMP"], meta["TMPLFLOR"]  # the hybrid's likelihood has its own temperature and floor
         return meta
 

@@ -28,7 +28,7 @@ from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "FLOORS", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "coverage", "FLOORS", "TEMPERATURES", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
 def _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
@@ -53,12 +53,15 @@ class PosteriorFit:
     n_searched: int
 
 
-def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0) -> PosteriorFit:
+def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0, mismatch: float = 0.0) -> PosteriorFit:
     """The posterior of one source from its chi-square `search` and prior `prior_t` (density in t on `t_grid`).
 
     The likelihood's scale is s = max(1, reduced chi2_min) x `temperature`, and it is
     widened by an error floor `floor` in t added in quadrature (`smooth`); `half` grid steps
-    from an end of the grid, the mode sets Z_FITLIMIT.
+    from an end of the grid, the mode sets Z_FITLIMIT. With `mismatch` > 0 the likelihood
+    is (1 - mismatch) L / max(L) + mismatch: the chance that the templates do not describe
+    the source, for which the data say nothing about z (the hybrid route's; under a flat
+    prior it would spread mass over the whole grid).
     """
     n = t_grid.size
     step = float(t_grid[1] - t_grid[0])
@@ -71,6 +74,8 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     t_like, curv = _parabola(t_known, chi_known, ib) if neighbours else (float(t_known[ib]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
     like = _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
+    if mismatch > 0:
+        like = (1.0 - mismatch) * like / like.max() + mismatch
     post = prior_t * like
     if not np.any(post > 0):  # the likelihood's core lies where the prior is numerically 0: trust the data
         post = like
@@ -105,11 +110,11 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     return PosteriorFit(fit, float(np.expm1(t_like)), agreement, int(known.size))
 
 
-def _inside(searches, priors, t_grid, t_true, temperature, floor, levels) -> np.ndarray:
+def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch=0.0) -> np.ndarray:
     """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level."""
     inside = np.zeros((len(searches), len(levels)), bool)
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
-        post = posterior(found, prior, t_grid, temperature, floor=floor).fit.pdf_t
+        post = posterior(found, prior, t_grid, temperature, floor=floor, mismatch=mismatch).fit.pdf_t
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
         cdf /= cdf[-1]
         u = np.interp(t_true[n], t_grid, cdf)  # the PIT of the truth
@@ -117,40 +122,36 @@ def _inside(searches, priors, t_grid, t_true, temperature, floor, levels) -> np.
     return inside
 
 
-def coverage(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperature: float, levels=(0.6827, 0.9545), floor: float = 0.0) -> np.ndarray:
+def coverage(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperature: float, levels=(0.6827, 0.9545), floor: float = 0.0, mismatch: float = 0.0) -> np.ndarray:
     """Fraction of sources whose true t lies in the posterior's central interval at each of `levels`."""
-    return _inside(searches, priors, t_grid, t_true, temperature, floor, levels).mean(axis=0)
+    return _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch).mean(axis=0)
 
 
 #: Error floors [ln(1+z)] that `fit_temperature` tries: 0, then 0.25 to 4 times a 0.0004 grid step.
-FLOORS = (0.0, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016)
+FLOORS = (0.0, 0.0001, 0.0002, 0.0003, 0.0004, 0.0006, 0.0008, 0.0012, 0.0016)
+#: Likelihood temperatures that `fit_temperature` tries: 0.5 x 2^(k/4), 0.5 to 16.
+TEMPERATURES = tuple(0.5 * 2.0 ** (np.arange(21) / 4))
 
 
-def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=None, levels=(0.6827, 0.9545), groups=None, floors=FLOORS) -> tuple[float, float, np.ndarray]:
+def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=TEMPERATURES, levels=(0.6827, 0.9545), groups=None, floors=FLOORS, mismatch: float = 0.0) -> tuple[float, float, np.ndarray]:
     """The likelihood temperature and error floor whose posteriors cover the truth as often as they claim.
 
     Minimises the largest |coverage - level| over `levels` and over the source subsets
-    `groups` (boolean masks; default all sources; for example SNR_GI >= 1 and >= 3, so that
-    the bright sources, whose chi-square is narrowest, are covered too) on the grid
-    `temperatures` (default 0.5 x 2^(k/4), 0.5 to 64) and `floors`, by coordinate descent
-    (T at no floor, the floor at that T, then T and the floor again). Returns T, the floor
-    and the coverages of all sources.
+    `groups` (boolean masks; default all sources; for example SNR_GI >= 1, >= 3 and >= 5:
+    the temperature widens every source's likelihood in proportion, the floor mostly the
+    bright ones' narrow cores, so both are needed to cover faint and bright sources alike)
+    over every pair of `temperatures` and `floors`. Returns T, the floor and the coverages
+    of all sources.
     """
-    temperatures = 0.5 * 2.0 ** (np.arange(29) / 4) if temperatures is None else np.asarray(temperatures, float)
     groups = [np.ones(len(searches), bool)] if groups is None else [np.asarray(g, bool) for g in groups]
-    cache = {}
-
-    def worst(temperature, floor):
-        if (temperature, floor) not in cache:
-            inside = _inside(searches, priors, t_grid, t_true, temperature, floor, levels)
-            cache[temperature, floor] = (max(float(np.max(np.abs(inside[g].mean(axis=0) - np.asarray(levels)))) for g in groups if g.any()), inside.mean(axis=0))
-        return cache[temperature, floor][0]
-
-    temperature, floor = float(temperatures[0]), 0.0
-    for _ in range(2):
-        temperature = float(min(temperatures, key=lambda t: worst(float(t), floor)))
-        floor = float(min(floors, key=lambda f: worst(temperature, float(f))))
-    return temperature, floor, cache[temperature, floor][1]
+    best = None
+    for temperature in temperatures:
+        for floor in floors:
+            inside = _inside(searches, priors, t_grid, t_true, float(temperature), float(floor), levels, mismatch)
+            worst = max(float(np.max(np.abs(inside[g].mean(axis=0) - np.asarray(levels)))) for g in groups if g.any())
+            if best is None or worst < best[0]:
+                best = (worst, float(temperature), float(floor), inside.mean(axis=0))
+    return best[1], best[2], best[3]
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,13 @@ class TemperatureFit:
     error_floor: float = 0.0
 
 
-def calibrate_temperature(searches, priors, t_grid, t_true, groups=None) -> TemperatureFit:
+def calibrate_temperature(searches, priors, t_grid, t_true, groups=None, mismatch: float = 0.0) -> TemperatureFit:
     """`fit_temperature` with the coverage at T = 1 for comparison."""
     if len(searches) < 10:
         msg = f"{len(searches)} sources with SNR_GI above the cut; a temperature needs at least 10"
         raise InputError(msg)
-    before = coverage(searches, priors, t_grid, t_true, 1.0)
-    temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups)
+    before = coverage(searches, priors, t_grid, t_true, 1.0, mismatch=mismatch)
+    temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups, mismatch=mismatch)
     return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches), floor)
 
 
@@ -183,12 +184,22 @@ def true_t(reader) -> np.ndarray:
     return np.log1p(np.asarray(sources["Z_TRUE"], float))
 
 
-def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, bright_snr: float = 3.0, batch_size: int = 64, progress=None) -> TemperatureFit:
+#: SNR_GI cuts on each of which calibration holds the 68% and 95% coverage (`snr_groups`).
+COVERAGE_CUTS = (1.0, 3.0, 5.0)
+
+
+def snr_groups(snr, min_snr: float = 1.0) -> list[np.ndarray]:
+    """Boolean masks of the sources at or above `min_snr` and each larger `COVERAGE_CUTS` cut: `fit_temperature`'s groups."""
+    snr = np.asarray(snr, float)
+    return [snr >= cut for cut in sorted({min_snr, *(c for c in COVERAGE_CUTS if c > min_snr)})]
+
+
+def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, batch_size: int = 64, progress=None) -> TemperatureFit:
     """Fit the template route's temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
 
     The template route's PDF is its likelihood under a flat prior in t, so the fit is
     `fit_temperature` with flat priors over the chi-square the fit searched, on all those
-    sources and on those with SNR_GI >= `bright_snr`.
+    sources and on those above each larger `COVERAGE_CUTS` cut.
     """
     config = config or TemplateFitConfig()
     t_all = true_t(reader)
@@ -205,4 +216,4 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
         if progress:
             progress(start + len(sci), reader.n)
     flat = [np.ones_like(models.t_grid)] * len(searches)
-    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep], groups=[np.ones(len(snrs), bool), np.asarray(snrs) >= bright_snr])
+    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep], groups=snr_groups(snrs, min_snr))

@@ -53,6 +53,24 @@ def test_the_prior_removes_a_deeper_minimum_the_cnn_excludes():
     assert np.log1p(agree.fit.z) == pytest.approx(0.2, abs=STEP) and agree.agreement > 0.99
 
 
+def test_template_mismatch_keeps_the_prior_where_the_template_fits_only_far_in_its_tail():
+    """The templates' only minimum lies 20 prior sigmas away (a galaxy they cannot fit): with a
+    mismatch probability the posterior is the prior, without it the far minimum takes all;
+    where the two agree, the mismatch leaves the likelihood's core as it was."""
+    t_prior, sigma_p = 0.6, 0.02
+    prior = gaussian(T_GRID, t_prior, sigma_p)
+    far = posterior(quadratic_search(0.2, 0.002), prior, T_GRID, mismatch=1e-3).fit
+    assert np.log1p(far.quantiles[0.5]) == pytest.approx(t_prior, abs=STEP)
+    half = 0.5 * (np.log1p(far.quantiles[0.8413447460685429]) - np.log1p(far.quantiles[0.15865525393145707]))
+    assert half == pytest.approx(sigma_p, rel=0.02)
+    assert np.log1p(posterior(quadratic_search(0.2, 0.002), prior, T_GRID).fit.z) == pytest.approx(0.2, abs=0.01)  # the prior tilts it
+    near = posterior(quadratic_search(0.605, 0.002), prior, T_GRID, mismatch=1e-3).fit
+    core = np.abs(T_GRID - 0.605) < 0.006
+    # The flat part's mass, p x 1 against the core's prior(0.605) x sqrt(2 pi) 0.002: about 1%.
+    assert np.trapezoid(near.pdf_t * core, T_GRID) == pytest.approx(1.0, abs=0.015)
+    assert np.log1p(near.z) == pytest.approx(0.605, abs=0.1 * STEP)
+
+
 def test_fit_temperature_restores_coverage_of_a_likelihood_too_narrow_by_two():
     """True scatter twice the chi-square's sigma: the temperature is 4 and the intervals cover as claimed."""
     rng = np.random.default_rng(5)
