@@ -9,7 +9,7 @@ from conftest import invoke
 
 from slitcli.classic.template_fit import TemplateFitConfig
 from slitcli.io.redshift import ZWARN_BITS
-from slitcli.hybrid import HybridConfig, ood_parts, ood_score, search_range
+from slitcli.hybrid import HybridConfig, ood_parts, ood_score, search_chi2, search_range, widening
 
 T_GRID = TemplateFitConfig().grid()
 STEP = float(T_GRID[1] - T_GRID[0])
@@ -41,6 +41,33 @@ def test_ood_score_is_the_larger_part_over_its_threshold():
     assert np.all(ood_score([1.0], [0.02], z_template[:1], [0.5], HybridConfig()) == 0)  # uncalibrated: never flagged
 
 
+def test_widening_is_the_score_above_one_up_to_its_cap():
+    cfg = HybridConfig(max_widen_ood=10.0)
+    np.testing.assert_array_equal(widening([0.2, 1.0, 3.0, 50.0, np.nan], cfg), [1.0, 1.0, 3.0, 10.0, 1.0])
+
+
+def test_a_widened_search_extends_the_first_without_computing_a_point_twice():
+    """A quadratic chi-square at t = 0.5: searched under a narrow prior, then under one ten
+    times wider, reusing the first search; every point is computed once, the second range
+    is wider, and both find the minimum."""
+    calls = []
+
+    def chi2_fn(indices):
+        calls.append(np.asarray(indices))
+        return ((T_GRID[indices] - 0.5) / 0.003) ** 2
+
+    fit, cfg = TemplateFitConfig(), HybridConfig()
+    first = search_chi2(chi2_fn, T_GRID, 1000, gaussian(T_GRID, 0.5, 0.005), fit, cfg)
+    n_first = sum(c.size for c in calls)
+    wide = search_chi2(chi2_fn, T_GRID, 1000, gaussian(T_GRID, 0.5, 0.05), fit, cfg, done=first)
+    computed = np.concatenate(calls)
+    assert computed.size == np.unique(computed).size and computed.size > n_first
+    assert wide.known[0] < first.known[0] and wide.known[-1] > first.known[-1]
+    assert set(first.known) <= set(wide.known)
+    for s in (first, wide):
+        assert T_GRID[s.known[np.argmin(s.chi2)]] == pytest.approx(0.5, abs=STEP)
+
+
 @pytest.mark.slow
 def test_calibrate_hybrid_sets_the_ood_thresholds_that_flag_about_a_tenth(tmp_path, monkeypatch):
     """calibrate --hybrid writes the temperature and both thresholds; predicting the same
@@ -61,6 +88,11 @@ def test_calibrate_hybrid_sets_the_ood_thresholds_that_flag_about_a_tenth(tmp_pa
     table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
     flagged = (np.asarray(table["ZWARN"]) & ZWARN_BITS["UNLIKE_TRAINING"]) > 0
     np.testing.assert_array_equal(flagged, np.asarray(table["OODSCORE"]) > 1.0)
+    # OODSCORE follows the published ZTEMPL (after a flagged source's widened search): never
+    # below its disagreement part, equal to it where that part is the larger.
+    part = ood_parts(table["Z_CNN"], table["ZERR_CNN"], table["ZTEMPL"], table["ZERR_CNN"])[0] / disagreement
+    score = np.asarray(table["OODSCORE"])
+    assert np.all(score >= part * (1 - 1e-9)) and np.isclose(score, part, rtol=1e-9).sum() >= 10
     bright = np.asarray(table["SNR_GI"]) >= 3
     assert bright.sum() >= 20 and 0 < flagged[bright].mean() <= 0.1 + 1e-9
 

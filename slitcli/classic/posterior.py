@@ -67,11 +67,9 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     step = float(t_grid[1] - t_grid[0])
     known, chi_known = search.known, search.chi2
     t_known = t_grid[known]
-    ib = int(np.argmin(chi_known))
+    ib, t_like, curv = search.minimum(t_grid)
     chi2_min = float(chi_known[ib])
     scale = max(1.0, chi2_min / max(search.npix - 1, 1)) * temperature
-    neighbours = 0 < ib < known.size - 1 and known[ib + 1] - known[ib - 1] == 2
-    t_like, curv = _parabola(t_known, chi_known, ib) if neighbours else (float(t_known[ib]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
     like = _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
     if mismatch > 0:
@@ -110,11 +108,12 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     return PosteriorFit(fit, float(np.expm1(t_like)), agreement, int(known.size))
 
 
-def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch=0.0) -> np.ndarray:
-    """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level."""
+def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch=0.0, scales=None) -> np.ndarray:
+    """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level (temperature x `scales[n]`)."""
     inside = np.zeros((len(searches), len(levels)), bool)
+    scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
-        post = posterior(found, prior, t_grid, temperature, floor=floor, mismatch=mismatch).fit.pdf_t
+        post = posterior(found, prior, t_grid, temperature * scales[n], floor=floor, mismatch=mismatch).fit.pdf_t
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
         cdf /= cdf[-1]
         u = np.interp(t_true[n], t_grid, cdf)  # the PIT of the truth
@@ -133,21 +132,21 @@ FLOORS = (0.0, 0.0001, 0.0002, 0.0003, 0.0004, 0.0006, 0.0008, 0.0012, 0.0016)
 TEMPERATURES = tuple(0.5 * 2.0 ** (np.arange(21) / 4))
 
 
-def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=TEMPERATURES, levels=(0.6827, 0.9545), groups=None, floors=FLOORS, mismatch: float = 0.0) -> tuple[float, float, np.ndarray]:
+def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=TEMPERATURES, levels=(0.6827, 0.9545), groups=None, floors=FLOORS, mismatch: float = 0.0, scales=None) -> tuple[float, float, np.ndarray]:
     """The likelihood temperature and error floor whose posteriors cover the truth as often as they claim.
 
     Minimises the largest |coverage - level| over `levels` and over the source subsets
     `groups` (boolean masks; default all sources; for example SNR_GI >= 1, >= 3 and >= 5:
     the temperature widens every source's likelihood in proportion, the floor mostly the
     bright ones' narrow cores, so both are needed to cover faint and bright sources alike)
-    over every pair of `temperatures` and `floors`. Returns T, the floor and the coverages
-    of all sources.
+    over every pair of `temperatures` and `floors` (source n's temperature is T x
+    `scales[n]`, default 1). Returns T, the floor and the coverages of all sources.
     """
     groups = [np.ones(len(searches), bool)] if groups is None else [np.asarray(g, bool) for g in groups]
     best = None
     for temperature in temperatures:
         for floor in floors:
-            inside = _inside(searches, priors, t_grid, t_true, float(temperature), float(floor), levels, mismatch)
+            inside = _inside(searches, priors, t_grid, t_true, float(temperature), float(floor), levels, mismatch, scales)
             worst = max(float(np.max(np.abs(inside[g].mean(axis=0) - np.asarray(levels)))) for g in groups if g.any())
             if best is None or worst < best[0]:
                 best = (worst, float(temperature), float(floor), inside.mean(axis=0))
@@ -165,13 +164,13 @@ class TemperatureFit:
     error_floor: float = 0.0
 
 
-def calibrate_temperature(searches, priors, t_grid, t_true, groups=None, mismatch: float = 0.0) -> TemperatureFit:
+def calibrate_temperature(searches, priors, t_grid, t_true, groups=None, mismatch: float = 0.0, scales=None) -> TemperatureFit:
     """`fit_temperature` with the coverage at T = 1 for comparison."""
     if len(searches) < 10:
         msg = f"{len(searches)} sources with SNR_GI above the cut; a temperature needs at least 10"
         raise InputError(msg)
-    before = coverage(searches, priors, t_grid, t_true, 1.0, mismatch=mismatch)
-    temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups, mismatch=mismatch)
+    before = _inside(searches, priors, t_grid, t_true, 1.0, 0.0, (0.6827, 0.9545), mismatch, scales).mean(axis=0)
+    temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups, mismatch=mismatch, scales=scales)
     return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches), floor)
 
 

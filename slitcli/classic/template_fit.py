@@ -286,6 +286,14 @@ class Search:
     chi2: np.ndarray
     npix: int
 
+    def minimum(self, t_grid: np.ndarray) -> tuple[int, float, float]:
+        """The best point: its index in `known`, and the vertex t and curvature d2chi2/dt2 of the
+        parabola through it and its grid neighbours (the point itself and 0 where they were not searched)."""
+        best = int(np.argmin(self.chi2))
+        if 0 < best < self.known.size - 1 and self.known[best + 1] - self.known[best - 1] == 2:
+            return best, *_parabola(t_grid[self.known], self.chi2, best)
+        return best, float(t_grid[self.known[best]]), 0.0
+
 
 @dataclass(frozen=True)
 class RedshiftFit:
@@ -359,11 +367,9 @@ def fit_redshift(
     chi2[fine] = chi2_f
     known = np.nonzero(np.isfinite(chi2))[0]
     t_known, chi_known = t_grid[known], chi2[known]
-    best = int(np.argmin(chi_known))
+    best, t_best, curv = Search(known, chi_known, npix).minimum(t_grid)
     chi2_min = float(chi_known[best])
     scale = max(1.0, chi2_min / max(npix - 1, 1)) * config.temperature
-    neighbours = best > 0 and best < known.size - 1 and known[best + 1] - known[best - 1] == 2
-    t_best, curv = _parabola(t_known, chi_known, best) if neighbours else (float(t_known[best]), 0.0)
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
     # The published levels and Phi(-+1), whose interval gives ZERR (`slitcli.io.redshift`).
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
