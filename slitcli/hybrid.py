@@ -9,7 +9,11 @@ rarely far off but cannot place a line finely. Their product keeps both strength
 with p_CNN the CNN's calibrated predictive density (`slitcli.io.zpdf.predictive_pdf`,
 uncensored: no spike at z = 0) and
 the likelihood that of the template fit (`slitcli.classic.template_fit`: s = max(1,
-reduced chi2_min) times `HybridConfig.temperature`). The chi-square is computed only where
+reduced chi2_min) times `HybridConfig.temperature`), plus a flat part of height
+`HybridConfig.template_mismatch` (the chance that no template describes the source).
+Where the routes disagree beyond their errors (OODSCORE k > 1), the prior's width is
+multiplied by k and the temperature by k^2, up to `max_widen_ood` (`widening`). The
+chi-square is computed only where
 the prior has mass: over the grid points where p_CNN exceeds `prior_floor` of its peak,
 widened by `margin_t` on each side, and widened again (up to `max_widen` times) while the
 likelihood's best point lies at an edge of that range (the two routes disagree: search
