@@ -53,6 +53,10 @@ class PosteriorFit:
     n_searched: int
 
 
+#: The hybrid's Z is taken about the posterior's mode where its ODDS there is at least this, else about its median.
+MIN_MODE_ODDS = 0.5
+
+
 def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0, mismatch: float = 0.0) -> PosteriorFit:
     """The posterior of one source from its chi-square `search` and prior `prior_t` (density in t on `t_grid`).
 
@@ -93,13 +97,21 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     # posterior's 68% half-width of the mode. The prior picks the basin (which line is
     # which); within it the template fit places the line more finely than the product,
     # which the broader prior would pull towards the CNN's estimate. Where no chi-square
-    # minimum is that close (the prior dominates: faint sources), Z is the mode.
+    # minimum is that close (the prior dominates: faint sources), Z is the mode. Where the
+    # mode holds under MIN_MODE_ODDS of the mass within +-0.02 (1 + z) (a narrow spike of a
+    # faint source's noisy chi-square, away from the bulk), the same is done about the median.
     minima = _local_minima(chi_known)
-    nearest = int(minima[np.argmin(np.abs(t_known[minima] - t_mode))])
-    basin_ok = 0 < nearest < known.size - 1 and known[nearest + 1] - known[nearest - 1] == 2
-    t_basin = _parabola(t_known, chi_known, nearest)[0] if basin_ok else float(t_known[nearest])
     half_width = 0.5 * (np.log1p(quantiles[SIGMA_LEVELS[1]]) - np.log1p(quantiles[SIGMA_LEVELS[0]]))
-    t_z = t_basin if abs(t_basin - t_mode) <= half_width else t_mode
+
+    def basin_near(t_centre: float) -> float:
+        nearest = int(minima[np.argmin(np.abs(t_known[minima] - t_centre))])
+        basin_ok = 0 < nearest < known.size - 1 and known[nearest + 1] - known[nearest - 1] == 2
+        t_basin = _parabola(t_known, chi_known, nearest)[0] if basin_ok else float(t_known[nearest])
+        return t_basin if abs(t_basin - t_centre) <= half_width else t_centre
+
+    t_z = basin_near(t_mode)
+    if odds_from_cdf(t_z, t_grid, cdf) < MIN_MODE_ODDS:
+        t_z = basin_near(float(np.interp(0.5, cdf, t_grid)))
     others = [i for i in minima if abs(t_known[i] - t_like) > 0.01]
     delta = float(chi_known[others[0]] - chi2_min) if others else float(chi_known.max() - chi2_min)
     at_limit = bool(t_z - t_grid[0] < half * step or t_grid[-1] - t_z < half * step)
