@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, vstack
 
-from slitcli.classic.posterior import TemperatureFit, calibrate_temperature, posterior, snr_groups, true_t
+from slitcli.classic.posterior import FAINT_SNR, TemperatureFit, calibrate_temperature, posterior, snr_groups, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
@@ -249,7 +249,7 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     for start, sci, dq, snr, cnn, prior, searches, z_template, widen, score in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
         bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
         temperature = config.temperature * widen**2
-        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, config.template_mismatch) for n, found in enumerate(searches)]
+        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, config.template_mismatch, faint=snr[n] < FAINT_SNR) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
         columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {

@@ -28,7 +28,7 @@ from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "FLOORS", "TEMPERATURES", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
 def _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
@@ -53,11 +53,13 @@ class PosteriorFit:
     n_searched: int
 
 
-#: The hybrid's Z is taken about the posterior's mode where its ODDS there is at least this, else about its median.
+#: For a source fainter than FAINT_SNR (SNR_GI), the hybrid's Z is taken about the posterior's
+#: mode where its ODDS there is at least MIN_MODE_ODDS, else about its median.
 MIN_MODE_ODDS = 0.5
+FAINT_SNR = 3.0
 
 
-def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0, mismatch: float = 0.0) -> PosteriorFit:
+def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0, mismatch: float = 0.0, faint: bool = False) -> PosteriorFit:
     """The posterior of one source from its chi-square `search` and prior `prior_t` (density in t on `t_grid`).
 
     The likelihood's scale is s = max(1, reduced chi2_min) x `temperature`, and it is
@@ -65,7 +67,8 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     from an end of the grid, the mode sets Z_FITLIMIT. With `mismatch` > 0 the likelihood
     is (1 - mismatch) L / max(L) + mismatch: the chance that the templates do not describe
     the source, for which the data say nothing about z (the hybrid route's; under a flat
-    prior it would spread mass over the whole grid).
+    prior it would spread mass over the whole grid). `faint` (SNR_GI < `FAINT_SNR`): where
+    the mode holds under `MIN_MODE_ODDS` of the mass, Z is taken about the median.
     """
     n = t_grid.size
     step = float(t_grid[1] - t_grid[0])
@@ -97,9 +100,11 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     # posterior's 68% half-width of the mode. The prior picks the basin (which line is
     # which); within it the template fit places the line more finely than the product,
     # which the broader prior would pull towards the CNN's estimate. Where no chi-square
-    # minimum is that close (the prior dominates: faint sources), Z is the mode. Where the
-    # mode holds under MIN_MODE_ODDS of the mass within +-0.02 (1 + z) (a narrow spike of a
-    # faint source's noisy chi-square, away from the bulk), the same is done about the median.
+    # minimum is that close (the prior dominates: faint sources), Z is the mode. For a faint
+    # source whose mode holds under MIN_MODE_ODDS of the mass within +-0.02 (1 + z) (a
+    # narrow spike of its noisy chi-square, away from the bulk), the same is done about the
+    # median. Not for bright ones: there a narrow spike is a line, and a posterior split
+    # between the routes would put the median between them.
     minima = _local_minima(chi_known)
     half_width = 0.5 * (np.log1p(quantiles[SIGMA_LEVELS[1]]) - np.log1p(quantiles[SIGMA_LEVELS[0]]))
 
@@ -110,7 +115,7 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
         return t_basin if abs(t_basin - t_centre) <= half_width else t_centre
 
     t_z = basin_near(t_mode)
-    if odds_from_cdf(t_z, t_grid, cdf) < MIN_MODE_ODDS:
+    if faint and odds_from_cdf(t_z, t_grid, cdf) < MIN_MODE_ODDS:
         t_z = basin_near(float(np.interp(0.5, cdf, t_grid)))
     others = [i for i in minima if abs(t_known[i] - t_like) > 0.01]
     delta = float(chi_known[others[0]] - chi2_min) if others else float(chi_known.max() - chi2_min)

@@ -74,14 +74,17 @@ def test_template_mismatch_keeps_the_prior_where_the_template_fits_only_far_in_i
 def test_z_leaves_a_narrow_spike_that_holds_little_of_the_mass():
     """A chi-square flat at 12 but for a dip to 0 of width 0.004 at t = 0.3, under a prior
     at 0.45 +- 0.05: the spike is the posterior's mode but holds under a tenth of the mass,
-    so Z is taken about the median, in the bulk near 0.45; a prior on the spike keeps it."""
+    so for a faint source Z is taken about the median, in the bulk near 0.45; a prior on the
+    spike keeps it, and so does a bright source."""
     known = np.arange(T_GRID.size)
     chi2 = 12.0 - 12.0 * np.exp(-0.5 * ((T_GRID - 0.3) / 0.004) ** 2)
-    fit = posterior(Search(known, chi2, 10_000), gaussian(T_GRID, 0.45, 0.05), T_GRID).fit
+    fit = posterior(Search(known, chi2, 10_000), gaussian(T_GRID, 0.45, 0.05), T_GRID, faint=True).fit
     assert T_GRID[np.argmax(fit.pdf_t)] == pytest.approx(0.3, abs=STEP)
     assert np.log1p(fit.z) == pytest.approx(np.log1p(fit.quantiles[0.5]), abs=STEP) and abs(np.log1p(fit.z) - 0.45) < 0.02
-    kept = posterior(Search(known, chi2, 10_000), gaussian(T_GRID, 0.31, 0.05), T_GRID).fit
+    kept = posterior(Search(known, chi2, 10_000), gaussian(T_GRID, 0.31, 0.05), T_GRID, faint=True).fit
     assert np.log1p(kept.z) == pytest.approx(0.3, abs=0.1 * STEP) and kept.odds > 0.5
+    bright = posterior(Search(known, chi2, 10_000), gaussian(T_GRID, 0.45, 0.05), T_GRID).fit  # a bright source: the spike is a line
+    assert np.log1p(bright.z) == pytest.approx(0.3, abs=0.1 * STEP)
 
 
 def test_fit_temperature_restores_coverage_of_a_likelihood_too_narrow_by_two():
