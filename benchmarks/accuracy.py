@@ -29,14 +29,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from astropy.table import Table, vstack
+from study import Study, write_block
 
 from slitcli.extract import data_snr, sample_band_columns
 from slitcli.io.catalog import write_catalog
@@ -51,30 +49,6 @@ SHIFTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 PAPER = {"sigma_nmad": {1: 0.0104, 3: 0.0047, 5: 0.0037, 10: 0.0024}, "mean_zerr": {1: 0.0155}}
 NO_SHIFT_AUGMENT = "train:\n  augment:\n    max_shift_x: 0\n    subpixel_x: 0.0\n"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
-
-
-class Study:
-    """Runs the steps, skipping any whose output exists (so an interrupted study resumes)."""
-
-    def __init__(self, out: Path, args):
-        self.out = out
-        self.args = args
-        self.times_path = out / "timings.json"
-        self.times = json.loads(self.times_path.read_text()) if self.times_path.exists() else {}
-
-    def run(self, name: str, output: Path, *command):
-        """Run `slitcli *command` unless `output` exists."""
-        self.timed(name, output, lambda: subprocess.run(["slitcli", *[str(c) for c in command]], check=True))
-
-    def timed(self, name: str, output: Path, fn):
-        """Call `fn()` unless `output` exists, and record its wall time under `name`."""
-        if output.exists():
-            return
-        print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        fn()
-        self.times[name] = round(time.perf_counter() - start, 1)
-        self.times_path.write_text(json.dumps(self.times, indent=1))
 
 
 def predict_deterministic(model_dir: Path, sample: Path, output: Path) -> None:
@@ -170,7 +144,7 @@ def main():
     (out / "results.json").write_text(json.dumps({"results": results, "timings": study.times}, indent=1, default=float))
     text = render(args, results, cards, study.times, sizes, main_name)
     print(text)
-    write_doc(args.doc, text)
+    write_block(args.doc, text, BEGIN, END)
     for key in (f"bayes_{main_name}", "template"):
         for png in ("z_pred_vs_true.png", "calibration.png"):
             dest = args.doc.parent / "results" / f"{key.split('_')[0]}_{png}"
@@ -265,16 +239,6 @@ def render(args, results, cards, times, sizes, main_name) -> str:
     )
     lines += ["", "Plots: `docs/results/bayes_z_pred_vs_true.png`, `docs/results/bayes_calibration.png`, `docs/results/template_z_pred_vs_true.png`, `docs/results/template_calibration.png`."]
     return "\n".join(lines)
-
-
-def write_doc(path: Path, text: str) -> None:
-    """Put `text` between the study markers of `path`, keeping what is outside them."""
-    old = path.read_text() if path.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        old = old.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = old.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":

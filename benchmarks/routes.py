@@ -44,12 +44,12 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table, join
+from study import Study, write_block
 
 from slitcli.evaluation.metrics import bias_median, outlier_fraction, sigma_nmad
 from slitcli.io.redshift import ZWARN_BITS
@@ -62,15 +62,6 @@ SKY_ROUTES, SKY_CONDITIONS = ("template", "hybrid"), ("a", "e")
 SNR_CUTS = (1, 3, 5, 10)
 CONDITIONS = {"a": "default", "b": "field, CONTAM subtracted", "b1": "field, CONTAM subtracted, spectra on the exposures (ZWARN LITTLE_COVERAGE clear)", "c1": "shift 1 px", "c2": "shift 2 px", "d": "out-of-distribution", "e": "sky +2%"}
 BEGIN, END = "<!-- routes:begin -->", "<!-- routes:end -->"
-
-
-def slitcli(*args) -> float:
-    """Run one slitcli command (echoed to stderr); its wall time [s]."""
-    cmd = ["slitcli", *map(str, args)]
-    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - start
 
 
 def add_sky_residual(sample: Path, output: Path, fraction: float) -> None:
@@ -86,37 +77,33 @@ def add_sky_residual(sample: Path, output: Path, fraction: float) -> None:
                 hdu.header["HISTORY"] = f"SCI + {fraction:g} x sky rate: a sky-subtraction residual (benchmarks/routes.py)"
 
 
-def make_samples(out: Path, args) -> dict[str, tuple[Path, Path]]:
+def make_samples(study: Study, args) -> dict[str, tuple[Path, Path]]:
     """Each condition's (sample, truth) files, made unless present."""
-    s, n = args.seed, args.n
+    out, s, n = study.out, args.seed, args.n
     samples = {}
     a = out / "a.fits"
-    if not a.exists():
-        slitcli("simulate", "-n", n, "--seed", s, "-q", "-o", a)
+    study.run("simulate a", a, "simulate", "-n", n, "--seed", s, "-q", "-o", a)
     samples["a"] = (a, a)
     field = out / "field"
     if not (out / "b.fits").exists():
-        if not field.exists():
-            slitcli("simulate", "--field", "--size", args.field_size, "--seed", s + 1, "-q", "-o", field)
-        slitcli("cutout", *sorted(field.glob("exposure_*.fits")), "--catalog", field / "catalog.fits", "--direct", field / "direct.fits", "-q", "-o", out / "b.fits")
+        study.run("simulate field", field, "simulate", "--field", "--size", args.field_size, "--seed", s + 1, "-q", "-o", field)
+        study.run("cutout field", out / "b.fits", "cutout", *sorted(field.glob("exposure_*.fits")), "--catalog", field / "catalog.fits", "--direct", field / "direct.fits", "-q", "-o", out / "b.fits")
     samples["b"] = (out / "b.fits", field / "catalog.fits")
     for shift in (1, 2):
         path = out / f"c{shift}.fits"
-        if not path.exists():
-            slitcli("simulate", "-n", n, "--seed", s, "--wavelength-shift", shift, "-q", "-o", path)
+        study.run(f"simulate c{shift}", path, "simulate", "-n", n, "--seed", s, "--wavelength-shift", shift, "-q", "-o", path)
         samples[f"c{shift}"] = (path, path)
     d = out / "d.fits"
-    if not d.exists():
-        try:
-            subprocess.run([sys.executable, ROOT / "examples" / "make_ood_inputs.py", "--out-dir", out / "ood", "-n", str(n), "--seed", str(s + 3)], check=True)
-            slitcli("simulate", "--hsc", out / "ood" / "ood_hsc.fits", "--desi", out / "ood" / "ood_desi.fits", "--match", "id", "--isolate", "--seed", s + 3, "-q", "-o", d)
-        except subprocess.CalledProcessError:
-            print("(d) skipped: examples/make_ood_inputs.py failed (pip install bagpipes==1.3.6)", file=sys.stderr)
+    try:
+        make_ood = [sys.executable, ROOT / "examples" / "make_ood_inputs.py", "--out-dir", out / "ood", "-n", str(n), "--seed", str(s + 3)]
+        study.timed("OOD inputs", out / "ood" / "ood_truth.fits", lambda: subprocess.run(make_ood, check=True))
+        study.run("simulate d", d, "simulate", "--hsc", out / "ood" / "ood_hsc.fits", "--desi", out / "ood" / "ood_desi.fits", "--match", "id", "--isolate", "--seed", s + 3, "-q", "-o", d)
+    except subprocess.CalledProcessError:
+        print("(d) skipped: examples/make_ood_inputs.py failed (pip install bagpipes==1.3.6)", file=sys.stderr)
     if d.exists():
         samples["d"] = (d, d)
     e = out / "e.fits"
-    if not e.exists():
-        add_sky_residual(a, e, 0.02)
+    study.timed("sky residual e", e, lambda: add_sky_residual(a, e, 0.02))
     samples["e"] = (e, a)
     return samples
 
@@ -193,17 +180,6 @@ def render(args, results: dict, speeds: dict, sizes: dict, minutes: float) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path: Path, text: str) -> None:
-    """Replace what lies between the routes markers of `path` (appended at the end if absent)."""
-    doc = path.read_text()
-    block = f"{BEGIN}\n{text}{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(doc)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, default=Path("routes-study"))
@@ -215,11 +191,10 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    samples = make_samples(args.out, args)
+    study = Study(args.out)
+    samples = make_samples(study, args)
     model = ["-m", args.model] if args.model else []
-    results, speeds, sizes = {}, {}, {}
-    times_path = args.out / "timings.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    results, sizes, predictions = {}, {}, []
     for key, (sample, truth) in samples.items():
         with fits.open(sample) as h:
             sizes[key] = len(h["SOURCES"].data)
@@ -229,19 +204,18 @@ def main():
             runs += [(f"{route}+sky", route, ("--sky-offset",)) for route in SKY_ROUTES]
         for name, route, options in runs:
             catalog = args.out / f"z_{key}_{name}.fits"
-            if not catalog.exists():
-                times[f"{key}_{name}"] = slitcli("predict", sample, *model, "--method", route, *options, "-q", "-o", catalog)
-                times_path.write_text(json.dumps(times, indent=1))
+            predictions.append(f"{key}_{name}")
+            study.run(predictions[-1], catalog, "predict", sample, *model, "--method", route, *options, "-q", "-o", catalog)
             results[key][name] = metrics(catalog, truth)
             if key == "b":  # the same catalogues without the cutouts whose spectra run off the exposures
                 results.setdefault("b1", {})[name] = metrics(catalog, truth, ZWARN_BITS["LITTLE_COVERAGE"])
         if key == "b":
             sizes["b1"] = results["b1"]["cnn"][0]["n"]
-    speeds = {name: times.get(f"a_{name}", float("nan")) for name in results["a"]}
+    speeds = {name: study.times.get(f"a_{name}", float("nan")) for name in results["a"]}
     (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
-    text = render(args, results, speeds, sizes, sum(times.values()) / 60)
+    text = render(args, results, speeds, sizes, sum(study.times.get(k, 0.0) for k in predictions) / 60)
     print(text)
-    write_doc(args.doc, text)
+    write_block(args.doc, text, BEGIN, END)
 
 
 if __name__ == "__main__":

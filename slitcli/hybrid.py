@@ -199,7 +199,7 @@ def _prior(rows, z_grid: np.ndarray, dof: float, widen=1.0) -> np.ndarray:
     return predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]) * widen, z_grid, dof, censor=False) * (1.0 + z_grid)
 
 
-def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, progress=None):
+def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, progress=None, cnn: Table | None = None):
     """The CNN over the whole sample, then each chunk's chi-square searches inside the priors' ranges.
 
     Yields ``(start, sci, dq, snr, cnn_rows, prior, searches, z_template, widen, score)``
@@ -207,11 +207,11 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     the priors [n, n_grid] (density in t on `fit_config.grid()`; where OODSCORE > 1 widened
     by `widen` = `widening`, and the search extended over them), one `Search` per source,
     the chi-square's best redshift (parabola vertex) and OODSCORE (`ood_score`, of that
-    redshift).
+    redshift). `cnn`: the CNN's rows of the whole sample, when already predicted.
     """
     from slitcli.nn.predict import predict_sample
 
-    cnn = predict_sample(bundle, reader, predict_config)
+    cnn = predict_sample(bundle, reader, predict_config) if cnn is None else cnn
     models = FileModels.from_reader(reader, fit_config, bands)
     z_grid = np.expm1(models.t_grid)
     for start, sci, err, dq in reader.iter_chunks(batch_size):
@@ -286,9 +286,12 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     """
     fit_config = fit_config or TemplateFitConfig()
     t_grid = fit_config.grid()
+    from slitcli.nn.predict import predict_sample
+
     t_all = true_t(reader)
+    cnn_all = predict_sample(bundle, reader, predict_config)  # once, for both passes
     parts = []
-    for _start, _sci, _dq, snr, cnn, _prior, _found, z_template, _widen, _score in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress):
+    for _start, _sci, _dq, snr, cnn, _prior, _found, z_template, _widen, _score in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
         bright = np.asarray(snr) >= ood_snr
         parts += np.column_stack(ood_parts(cnn["Z"], cnn["ZERR"], z_template, cnn["ZERR_EPI"]))[bright].tolist()
     if len(parts) < 20:
@@ -297,7 +300,7 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     disagreement, spread = (float(q) for q in np.quantile(np.array(parts), ood_quantile, axis=0))
     config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread)
     searches, priors, scales, keep, snrs = [], [], [], [], []
-    for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress):
+    for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
         for n in np.nonzero(np.asarray(snr) >= min_snr)[0]:
             searches.append(found[n])
             priors.append(prior[n])

@@ -22,7 +22,8 @@ from slitcli.classic.template_fit import (
     TemplateFitConfig,
     _local_minima,
     _parabola,
-    smooth,
+    grid_likelihood,
+    normalised_cdf,
 )
 from slitcli.errors import InputError
 from slitcli.extract import data_snr
@@ -31,16 +32,13 @@ from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 __all__ = ["PosteriorFit", "posterior", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
-def _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
-    """The likelihood on the grid: linear in t between the points searched (0 outside them), or,
-    where its core is narrower than the grid resolves, its Gaussian of width max(sigma, step / 2)
-    (as the template route); then widened by the error floor (`smooth`)."""
+def _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
+    """The likelihood on the grid (`grid_likelihood`: linear in t between the points searched, 0
+    outside them, widened by the error floor), or, where its core is narrower than the grid
+    resolves, its Gaussian of width max(sigma, step / 2) and the floor (as the template route)."""
     if sigma < 2 * step:
         return np.exp(-0.5 * ((t_grid - t_best) / np.hypot(max(sigma, 0.5 * step), floor)) ** 2)
-    like = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)), left=0.0, right=0.0)
-    like[: known[0]] = 0.0
-    like[known[-1] + 1 :] = 0.0
-    return smooth(like, step, floor)
+    return grid_likelihood(t_grid, t_known, chi_known, chi2_min, scale, step, floor)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     chi2_min = float(chi_known[ib])
     scale = max(1.0, chi2_min / max(search.npix - 1, 1)) * temperature
     sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
-    like = _likelihood(t_grid, known, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
+    like = _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
     if mismatch > 0:
         like = (1.0 - mismatch) * like / like.max() + mismatch
     post = prior_t * like
@@ -92,8 +90,7 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
         c = lp[0] - 2 * lp[1] + lp[2]
         if c < 0:
             t_mode += float(np.clip(0.5 * (lp[0] - lp[2]) / c, -1.0, 1.0)) * step
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
-    cdf /= cdf[-1]
+    cdf = normalised_cdf(t_grid, post)
     levels = (*QUANTILES.values(), *SIGMA_LEVELS)
     quantiles = {q: float(np.expm1(np.interp(q, cdf, t_grid))) for q in levels}
     # Z: the chi-square minimum of the basin the posterior chose, when it lies within the
@@ -131,9 +128,7 @@ def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismat
     scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
         post = posterior(found, prior, t_grid, temperature * scales[n], floor=floor, mismatch=mismatch).fit.pdf_t
-        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (post[1:] + post[:-1]) * np.diff(t_grid))])
-        cdf /= cdf[-1]
-        u = np.interp(t_true[n], t_grid, cdf)  # the PIT of the truth
+        u = np.interp(t_true[n], t_grid, normalised_cdf(t_grid, post))  # the PIT of the truth
         inside[n] = np.abs(u - 0.5) <= 0.5 * np.asarray(levels)
     return inside
 

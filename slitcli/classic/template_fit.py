@@ -259,6 +259,19 @@ def smooth(pdf_t: np.ndarray, step: float, floor: float) -> np.ndarray:
     return np.convolve(pdf_t, kernel / kernel.sum(), mode="same")
 
 
+def grid_likelihood(t_grid: np.ndarray, t_known: np.ndarray, chi_known: np.ndarray, chi2_min: float, scale: float, step: float, floor: float = 0.0) -> np.ndarray:
+    """exp(-(chi2 - chi2_min) / (2 scale)) on `t_grid`: linear in t between the points searched
+    `t_known`, 0 beyond them, widened by an error floor `floor` (`smooth` with grid step `step`)."""
+    like = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)), left=0.0, right=0.0)
+    return smooth(like, step, floor)
+
+
+def normalised_cdf(t: np.ndarray, pdf: np.ndarray) -> np.ndarray:
+    """The CDF of `pdf` at the nodes `t` (trapezoids between them), normalised to end at 1."""
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t))])
+    return cdf / cdf[-1]
+
+
 def _local_minima(chi2: np.ndarray) -> np.ndarray:
     """Indices of local minima (edges included), best first."""
     left = np.concatenate([[np.inf], chi2[:-1]])
@@ -384,16 +397,12 @@ def fit_redshift(
     elif floor > 0:
         # Widened by the floor: the PDF on the whole grid (linear between the points
         # searched, 0 beyond them), convolved with the floor's Gaussian.
-        pdf = np.interp(t_grid, t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)), left=0.0, right=0.0)
-        pdf = smooth(pdf, config.step, floor)
-        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_grid))])
-        cdf /= cdf[-1]
+        pdf = grid_likelihood(t_grid, t_known, chi_known, chi2_min, scale, config.step, floor)
+        cdf = normalised_cdf(t_grid, pdf)
         quantiles = {q: float(np.expm1(np.interp(q, cdf, t_grid))) for q in levels}
         odds = odds_from_cdf(t_best, t_grid, cdf)
     else:
-        pdf = np.exp(-(chi_known - chi2_min) / (2 * scale))
-        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(t_known))])
-        cdf /= cdf[-1]
+        cdf = normalised_cdf(t_known, np.exp(-(chi_known - chi2_min) / (2 * scale)))
         quantiles = {q: float(np.expm1(np.interp(q, cdf, t_known))) for q in levels}
         odds = odds_from_cdf(t_best, t_known, cdf)
     # DELTACHI2 as redrock: the next best distinct minimum (more than 0.01 in ln(1 + z) away).
