@@ -34,17 +34,21 @@ CALZETTI_RV = 4.05
 LINE_SIGMA_KMS = 150.0
 _C_KMS = 299792.458
 
-#: Rest-frame (air) wavelengths of the lines added [Angstrom].
+#: Rest-frame vacuum wavelengths of the lines added [Angstrom] (Morton 1991, ApJS 77, 119, as
+#: the SDSS and DESI line lists): the frame of the kcorrect templates' own lines and of the
+#: template route's (`slitcli.classic.templates.LINE_GROUPS`); air wavelengths would put
+#: every added line 2.8e-4 in ln(1 + z) blueward of the template's lines of the same galaxy.
+#: [OII] 3726, 3729 is unresolved at CSST's resolution: one line at the doublet's mean.
 LINES = {
-    "OII3727": 3727.4,
-    "HBETA": 4861.3,
-    "OIII4959": 4958.9,
-    "OIII5007": 5006.8,
-    "NII6548": 6548.1,
-    "HALPHA": 6562.8,
-    "NII6584": 6583.5,
-    "SII6717": 6716.4,
-    "SII6731": 6730.8,
+    "OII3727": 3728.48,
+    "HBETA": 4862.68,
+    "OIII4959": 4960.30,
+    "OIII5007": 5008.24,
+    "NII6548": 6549.86,
+    "HALPHA": 6564.61,
+    "NII6584": 6585.27,
+    "SII6717": 6718.29,
+    "SII6731": 6732.67,
 }
 
 #: log10 ranges of the drawn line ratios (module docstring).

@@ -186,6 +186,22 @@ def test_added_lines_carry_the_drawn_flux():
     assert far.sum() * 2.0 == pytest.approx(sum(v for k, v in line_fluxes(2 * ew * cont, ratios).items() if LINES[k] * 2 < 10700), rel=1e-9)
 
 
+def test_added_lines_sit_where_the_library_seds_have_theirs():
+    # The kcorrect templates' own emission lines are in vacuum; an added line in air would
+    # sit 1.8 Angstrom blueward of H-alpha's (2.8e-4 in ln(1 + z)): a false redshift signal.
+    from slitcli.sim.sed_variation import LINES
+    from slitcli.sim.seds import load_sed_library
+
+    library = load_sed_library()
+    wave, flux = library.rest_wave_aa, library.templates[0]
+    for name in ("HALPHA", "OIII5007", "NII6584"):
+        core = np.abs(wave - LINES[name]) < 8.0
+        side = (np.abs(wave - LINES[name]) > 12.0) & (np.abs(wave - LINES[name]) < 30.0)
+        excess = flux[core] - np.median(flux[side])
+        centroid = np.sum(wave[core] * excess) / np.sum(excess)
+        assert centroid == pytest.approx(LINES[name], abs=0.5), name
+
+
 def test_stream_dust_follows_the_curve_and_keeps_the_magnitude():
     plain = stream(**{**NONE, "p_dust": 0.0, "p_lines": 0.0}).draw(6)
     dusty = stream(**{**NONE, "p_dust": 1.0, "p_lines": 0.0}).draw(6)
