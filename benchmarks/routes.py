@@ -1,6 +1,6 @@
 """The routes study: the CNN, template and hybrid routes side by side under five test conditions.
 
-Run: python benchmarks/routes.py -o routes-study [--n 800] [--seed 2500] [--field-size 4096] [-m MODEL]
+Run: python benchmarks/routes.py -o routes-study [--n 800] [--seed 2500] [--field-size 4096] [--fields 4] [-m MODEL]
 
 Every sample is made by `slitcli` commands; every route is ``slitcli predict --method
 cnn|template|hybrid -m MODEL`` with the model card's calibration (CNN temperature and
@@ -8,9 +8,10 @@ tails, template and hybrid temperatures, the hybrid's out-of-distribution thresh
 all fitted on a separate validation sample by ``slitcli calibrate``):
 
 (a) **default**: ``simulate -n N --seed S`` (the embedded population);
-(b) **field**: ``simulate --field --size F --seed S+1`` (overlapping spectra at the default
-    density), ``cutout`` of its exposures with the CONTAM model; predicted with
-    ``--contam subtract`` (the default); truth and SNR_GI from the field catalogue;
+(b) **field**: ``simulate --field --size F --shards K --seed S+1`` (K adjacent fields,
+    overlapping spectra at the default density), ``cutout`` of each field's exposures with
+    the CONTAM model; predicted with ``--contam subtract`` (the default); truth and SNR_GI
+    from the fields' catalogues;
     (b1) is (b) without the sources flagged ZWARN LITTLE_COVERAGE (spectra that run off
     the exposures, near the field's edges);
 (c) **shift 1 px, shift 2 px**: the sources of (a) with their spectra shifted along the
@@ -48,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table, join
+from astropy.table import Table, join, vstack
 from study import Study, write_block
 
 from slitcli.evaluation.metrics import bias_median, outlier_fraction, sigma_nmad
@@ -84,11 +85,15 @@ def make_samples(study: Study, args) -> dict[str, tuple[Path, Path]]:
     a = out / "a.fits"
     study.run("simulate a", a, "simulate", "-n", n, "--seed", s, "-q", "-o", a)
     samples["a"] = (a, a)
-    field = out / "field"
-    if not (out / "b.fits").exists():
-        study.run("simulate field", field, "simulate", "--field", "--size", args.field_size, "--seed", s + 1, "-q", "-o", field)
-        study.run("cutout field", out / "b.fits", "cutout", *sorted(field.glob("exposure_*.fits")), "--catalog", field / "catalog.fits", "--direct", field / "direct.fits", "-q", "-o", out / "b.fits")
-    samples["b"] = (out / "b.fits", field / "catalog.fits")
+    fields = out / "fields"
+    study.run("simulate fields", fields, "simulate", "--field", "--size", args.field_size, "--shards", args.fields, "--seed", s + 1, "-q", "-o", fields)
+    cutouts = []
+    for field in sorted(fields.glob("field_*")):
+        cutouts.append(out / f"b_{field.name}.fits")
+        study.run(f"cutout {field.name}", cutouts[-1], "cutout", *sorted(field.glob("exposure_*.fits")), "--catalog", field / "catalog.fits", "--direct", field / "direct.fits", "-q", "-o", cutouts[-1])
+    truth = out / "b_truth.fits"
+    study.timed("field truth", truth, lambda: vstack([read_truth(f / "catalog.fits")["SOURCE_ID", "Z_TRUE", "SNR_GI"] for f in sorted(fields.glob("field_*"))]).write(truth))
+    samples["b"] = (cutouts, truth)
     for shift in (1, 2):
         path = out / f"c{shift}.fits"
         study.run(f"simulate c{shift}", path, "simulate", "-n", n, "--seed", s, "--wavelength-shift", shift, "-q", "-o", path)
@@ -142,11 +147,11 @@ def _f(value, digits=4) -> str:
 def render(args, results: dict, speeds: dict, sizes: dict, minutes: float) -> str:
     """The markdown tables; `minutes`: the predictions' wall time in all."""
     lines = [
-        f"Command: `python benchmarks/routes.py -o {args.out} --n {args.n} --seed {args.seed} --field-size {args.field_size}" + (f" -m {args.model}" if args.model else "") + "`",
+        f"Command: `python benchmarks/routes.py -o {args.out} --n {args.n} --seed {args.seed} --field-size {args.field_size} --fields {args.fields}" + (f" -m {args.model}" if args.model else "") + "`",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; the predictions took {minutes:.0f} min in all (step times in `{args.out}/timings.json`; a re-run skips finished steps). Model: `{args.model or 'models/slitnet-csst-default'}` with its card's calibration.",
         "",
-        "Samples: " + "; ".join(f"({k}) {CONDITIONS[k]}: {sizes[k]} sources" + (" with SNR_GI >= 1" if k == "b1" else "") for k in results) + f". Seeds: (a), (c), (e) {args.seed}; (b) {args.seed + 1}; (d) {args.seed + 3}.",
+        "Samples: " + "; ".join(f"({k}) {CONDITIONS[k]}: {sizes[k]} sources" + (" with SNR_GI >= 1" if k == "b1" else "") for k in results) + f". Seeds: (a), (c), (e) {args.seed}; (b) {args.seed + 1} ({args.fields} adjacent {args.field_size}^2 fields, `simulate --shards`); (d) {args.seed + 3}.",
         "",
         "Each cell: sigma_NMAD / f(>0.02) / f(>0.15) / median bias / 68% and 95% coverage (quantile columns). SNR_GI is the source's isolated SNR from the truth.",
         "",
@@ -186,6 +191,7 @@ def main():
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--seed", type=int, default=2500)
     parser.add_argument("--field-size", type=int, default=4096)
+    parser.add_argument("--fields", type=int, default=4, help="adjacent fields of (b) (simulate --shards)")
     parser.add_argument("-m", "--model", default=None)
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args()
@@ -196,8 +202,11 @@ def main():
     model = ["-m", args.model] if args.model else []
     results, sizes, predictions = {}, {}, []
     for key, (sample, truth) in samples.items():
-        with fits.open(sample) as h:
-            sizes[key] = len(h["SOURCES"].data)
+        sample = sample if isinstance(sample, list) else [sample]
+        sizes[key] = 0
+        for path in sample:
+            with fits.open(path) as h:
+                sizes[key] += len(h["SOURCES"].data)
         results[key] = {}
         runs = [(route, route, ()) for route in ROUTES]
         if key in SKY_CONDITIONS:
@@ -205,7 +214,7 @@ def main():
         for name, route, options in runs:
             catalog = args.out / f"z_{key}_{name}.fits"
             predictions.append(f"{key}_{name}")
-            study.run(predictions[-1], catalog, "predict", sample, *model, "--method", route, *options, "-q", "-o", catalog)
+            study.run(predictions[-1], catalog, "predict", *sample, *model, "--method", route, *options, "-q", "-o", catalog)
             results[key][name] = metrics(catalog, truth)
             if key == "b":  # the same catalogues without the cutouts whose spectra run off the exposures
                 results.setdefault("b1", {})[name] = metrics(catalog, truth, ZWARN_BITS["LITTLE_COVERAGE"])

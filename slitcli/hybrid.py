@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, vstack
 
-from slitcli.classic.posterior import FAINT_SNR, TemperatureFit, calibrate_temperature, posterior, snr_groups, true_t
+from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, snr_groups, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
@@ -79,6 +79,9 @@ class HybridConfig:
     max_widen_ood : float
         A source with OODSCORE k > 1 has the prior's width multiplied by min(k, this) and
         the likelihood's temperature by its square (`widening`).
+    offset : float
+        The template basis's redshift offset [ln(1+z)] (`TemplateFitConfig.offset`;
+        `calibrate` fits it): the chi-square at t is the likelihood of t - offset.
     """
 
     prior_floor: float = 1e-3
@@ -90,6 +93,7 @@ class HybridConfig:
     ood_disagreement: float = float("inf")
     ood_epistemic: float = float("inf")
     max_widen_ood: float = 10.0
+    offset: float = 0.0
 
     def __post_init__(self):
         if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and self.temperature > 0):
@@ -223,13 +227,13 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         chi2_fns = [models.chi2_fn(kernels[n], flux, ivar) for n, (flux, ivar) in enumerate(data)]
         npix = [int((ivar > 0).sum()) for _flux, ivar in data]
         searches = [search_chi2(chi2_fns[n], models.t_grid, npix[n], prior[n], fit_config, config) for n in range(len(data))]
-        z_template = np.array([np.expm1(s.minimum(models.t_grid)[1]) for s in searches])
+        z_template = np.array([np.expm1(s.minimum(models.t_grid)[1] - config.offset) for s in searches])
         score = ood_score(rows["Z"], rows["ZERR"], z_template, rows["ZERR_EPI"], config)
         widen = widening(score, config)
         for n in np.nonzero(widen > 1.0)[0]:
             prior[n] = _prior(rows[n : n + 1], z_grid, bundle.tail_dof, widen[n])[0]
             searches[n] = search_chi2(chi2_fns[n], models.t_grid, npix[n], prior[n], fit_config, config, done=searches[n])
-            z_template[n] = np.expm1(searches[n].minimum(models.t_grid)[1])
+            z_template[n] = np.expm1(searches[n].minimum(models.t_grid)[1] - config.offset)
         if np.any(widen > 1.0):  # the published OODSCORE follows the published ZTEMPL
             score = ood_score(rows["Z"], rows["ZERR"], z_template, rows["ZERR_EPI"], config)
         yield start, sci, dq, snr, rows, prior, searches, z_template, widen, score
@@ -249,7 +253,7 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     for start, sci, dq, snr, cnn, prior, searches, z_template, widen, score in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
         bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
         temperature = config.temperature * widen**2
-        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, config.template_mismatch, faint=snr[n] < FAINT_SNR) for n, found in enumerate(searches)]
+        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, config.template_mismatch, faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
         columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {
@@ -275,13 +279,14 @@ class HybridCalibration:
 def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, progress=None) -> HybridCalibration:
     """Fit the hybrid route's OOD thresholds, then its likelihood temperature, on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
 
-    Two passes over the sample. First, each OOD threshold is the `ood_quantile` of its
-    part (`ood_parts`) over the sources with SNR_GI >= `ood_snr`. Then, with the sources
+    Two passes over the sample. First, the template basis's offset (`fit_offset`) and each
+    OOD threshold, the `ood_quantile` of its part (`ood_parts`, of the offset-corrected
+    ZTEMPL) over the sources with SNR_GI >= `ood_snr`. Then, with the sources
     those thresholds flag widened as `predict` widens them (`widening`), the temperature
     and error floor, on the sources with SNR_GI >= `min_snr` (coverage held on all of them
     and above each larger cut of `COVERAGE_CUTS`), with the default
     `HybridConfig.template_mismatch`. ``calibrate --hybrid`` keeps them in the model card
-    as ``hybrid_temperature``, ``hybrid_error_floor``, ``ood_disagreement`` and
+    as ``hybrid_temperature``, ``hybrid_error_floor``, ``hybrid_offset``, ``ood_disagreement`` and
     ``ood_epistemic`` (a CNN re-calibration drops them: they depend on the CNN's calibration).
     """
     fit_config = fit_config or TemplateFitConfig()
@@ -290,15 +295,22 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
 
     t_all = true_t(reader)
     cnn_all = predict_sample(bundle, reader, predict_config)  # once, for both passes
-    parts = []
-    for _start, _sci, _dq, snr, cnn, _prior, _found, z_template, _widen, _score in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
-        bright = np.asarray(snr) >= ood_snr
-        parts += np.column_stack(ood_parts(cnn["Z"], cnn["ZERR"], z_template, cnn["ZERR_EPI"]))[bright].tolist()
+    rows, bright_searches, bright_t, bright_snr = [], [], [], []
+    for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
+        for n in np.nonzero(np.asarray(snr) >= min(ood_snr, OFFSET_SNR))[0]:
+            rows.append((cnn["Z"][n], cnn["ZERR"][n], z_template[n], cnn["ZERR_EPI"][n], snr[n]))
+            bright_searches.append(found[n])
+            bright_t.append(t_all[start + n])
+            bright_snr.append(snr[n])
+    offset = fit_offset(bright_searches, t_grid, np.array(bright_t), bright_snr)
+    rows = np.array(rows, float).reshape(-1, 5)
+    ood = rows[rows[:, 4] >= ood_snr]
+    parts = np.column_stack(ood_parts(ood[:, 0], ood[:, 1], np.expm1(np.log1p(ood[:, 2]) - offset), ood[:, 3]))
     if len(parts) < 20:
         msg = f"{len(parts)} sources with SNR_GI >= {ood_snr:g}; the out-of-distribution thresholds need at least 20"
         raise InputError(msg)
-    disagreement, spread = (float(q) for q in np.quantile(np.array(parts), ood_quantile, axis=0))
-    config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread)
+    disagreement, spread = (float(q) for q in np.quantile(parts, ood_quantile, axis=0))
+    config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread, offset=offset)
     searches, priors, scales, keep, snrs = [], [], [], [], []
     for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
         for n in np.nonzero(np.asarray(snr) >= min_snr)[0]:
@@ -307,5 +319,5 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
             scales.append(widen[n] ** 2)
             keep.append(start + n)
             snrs.append(snr[n])
-    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), mismatch=config.template_mismatch, scales=scales)
+    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), mismatch=config.template_mismatch, scales=scales, offset=offset)
     return HybridCalibration(temperature, disagreement, spread, len(parts))

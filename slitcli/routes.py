@@ -74,14 +74,14 @@ class Route:
 
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
-        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic)
+        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"))
 
     def _fit_config(self):
         from slitcli.classic.template_fit import TemplateFitConfig
 
         if self.method == "template":  # its temperature and floor are kept in the model card (calibrate --template)
             bundle = _bundle(self.model)
-            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset)
+            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset, offset=bundle.offset("template"))
         return TemplateFitConfig(sky_offset=self.sky_offset)
 
     def _predict_config(self):
@@ -99,8 +99,8 @@ class Route:
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             hybrid = self._hybrid_config()
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBMISM": hybrid.template_mismatch}
-            del meta["TMPLTEMP"], meta["TMPLFLOR"]  # the hybrid's likelihood has its own temperature and floor
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
+            del meta["TMPLTEMP"], meta["TMPLFLOR"], meta["TMPLOFFS"]  # the hybrid's likelihood has its own temperature, floor and offset
         return meta
 
     def check(self, paths) -> None:
@@ -174,7 +174,7 @@ def catalog_table(tables: list[Table], paths, route: Route, meta: dict | None = 
 
 def _file_task(route: Route, path: Path) -> str:
     # The route's provenance holds what the rows depend on beyond its fields: the model's
-    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, HYBFLOOR, TMPLTEMP, TMPLFLOR), the device.
+    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, HYBFLOOR, HYBOFFS, TMPLTEMP, TMPLFLOR, TMPLOFFS), the device.
     return task_id(route=asdict(route), meta=route.meta(), input=file_identity(path))
 
 

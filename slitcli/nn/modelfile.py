@@ -75,6 +75,10 @@ class ModelBundle:
         """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
         return float(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
 
+    def offset(self, route: str) -> float:
+        """The template basis's redshift offset [ln(1+z)] in the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
+        return float(self.card.get("calibration", {}).get(f"{route}_offset", 0.0))
+
     @property
     def ood_thresholds(self) -> tuple[float, float]:
         """Thresholds of the hybrid route's out-of-distribution score (`slitcli.hybrid.ood_score`); infinite before `calibrate --hybrid`."""
@@ -185,6 +189,8 @@ CARD_SCHEMA = {
         "template_temperature": (False, _positive, "a positive number"),
         "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
         "hybrid_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "template_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
+        "hybrid_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
         "ood_disagreement": (False, _positive, "a positive number"),
         "ood_epistemic": (False, _positive, "a positive number"),
         ...: None,

@@ -154,3 +154,58 @@ def test_template_temperature_widens_the_fit_by_its_square_root():
     assert fits[0].search.chi2.min() == pytest.approx(fits[0].chi2)
     # ODDS (mass within +-2% of 1 + Z): a line placed to a fraction of a pixel has all of it.
     assert fits[0].odds == pytest.approx(1.0) and fits[1].odds == pytest.approx(1.0)
+
+
+def test_fit_offset_recovers_the_templates_bias_from_the_bright_sources():
+    """Chi-square minima 0.0008 above the truth with a 0.0005 scatter on 200 bright sources,
+    plus faint ones and catastrophic failures that must not count: the median returns 0.0008."""
+    from slitcli.classic.posterior import OFFSET_SNR, fit_offset
+
+    rng = np.random.default_rng(11)
+    n = 200
+    truth = rng.uniform(0.2, 0.6, n)
+    minima = truth + 0.0008 + rng.normal(0.0, 0.0005, n)
+    snr = np.full(n, 2 * OFFSET_SNR)
+    minima[:20] = truth[:20] + 0.3  # catastrophic: another line taken for this one
+    snr[20:60] = 0.5 * OFFSET_SNR  # faint, far off
+    minima[20:60] = truth[20:60] - 0.005
+    searches = [quadratic_search(m, 0.001, int(np.searchsorted(T_GRID, m)) - 30, int(np.searchsorted(T_GRID, m)) + 30) for m in minima]
+    assert fit_offset(searches, T_GRID, truth, snr) == pytest.approx(0.0008, abs=0.0001)
+    assert fit_offset(searches[:15], T_GRID, truth[:15], snr[:15]) == 0.0  # too few to say
+
+
+@pytest.mark.parametrize("prior_centre", [None, 0.45])
+def test_an_offset_moves_the_likelihood_not_the_prior(prior_centre):
+    """The chi-square at grid t is the likelihood of t - offset: under a flat prior Z, the
+    quantiles and the PDF move by -offset; under a prior 4x narrower than the likelihood the
+    product moves by offset / 17 (the likelihood's weight, 1 / (1 + 4^2))."""
+    offset = 0.002
+    search = quadratic_search(0.45, 0.004)
+    prior = np.ones_like(T_GRID) if prior_centre is None else gaussian(T_GRID, prior_centre, 0.001)
+    plain, moved = (posterior(search, prior, T_GRID, offset=o).fit for o in (0.0, offset))
+    shift = offset if prior_centre is None else offset / 17
+    for q in (0.5, 0.15865525393145707, 0.8413447460685429):
+        assert np.log1p(moved.quantiles[q]) == pytest.approx(np.log1p(plain.quantiles[q]) - shift, abs=0.05 * STEP + 0.02 * shift)
+    assert np.log1p(moved.z) == pytest.approx(np.log1p(plain.z) - shift, abs=0.05 * STEP + 0.02 * shift)
+    if prior_centre is None:
+        assert moved.pdf_t == pytest.approx(np.interp(T_GRID + offset, T_GRID, plain.pdf_t), abs=2e-3 * plain.pdf_t.max())
+
+
+def test_template_route_offset_moves_z_quantiles_and_pdf():
+    """The template route with an offset: Z and every quantile move by exactly -offset in t, the PDF with them."""
+    from slitcli.classic.template_fit import dense_chi2, fit_redshift
+
+    pix = np.arange(300.0)
+
+    def model_fn(index):
+        centres = 100.0 + 2000.0 * (T_GRID[index] - 0.4)
+        return np.exp(-0.5 * ((pix[None, :] - centres[:, None]) / 1.5) ** 2)[:, None, :]
+
+    rng = np.random.default_rng(3)
+    flux = model_fn(np.array([np.argmin(np.abs(T_GRID - 0.43))]))[0, 0] * 0.5 + rng.normal(0.0, 0.05, pix.size)
+    chi2 = dense_chi2(model_fn, flux, np.full(pix.size, 1 / 0.05**2))
+    plain, moved = (fit_redshift(chi2, T_GRID, pix.size, TemplateFitConfig(temperature=4.0, offset=o), with_pdf=True) for o in (0.0, 8 * STEP))
+    assert np.log1p(moved.z) == pytest.approx(np.log1p(plain.z) - 8 * STEP, abs=1e-12)
+    assert all(np.log1p(moved.quantiles[q]) == pytest.approx(np.log1p(plain.quantiles[q]) - 8 * STEP, abs=1e-12) for q in plain.quantiles)
+    assert np.argmax(moved.pdf_t) == np.argmax(plain.pdf_t) - 8
+    assert moved.delta_chi2 == plain.delta_chi2 and moved.odds == plain.odds
