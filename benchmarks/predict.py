@@ -1,16 +1,26 @@
 """Prediction throughput on the CPU: sources per second for T = 1, 10, 100 Monte Carlo passes,
 with the backbone run once and only the head sampled (slitcli's way) against T full passes.
 
-Run: python benchmarks/predict.py [--model DIR] [-n 256]
+Run: python benchmarks/predict.py [--model DIR] [-n 256] [--threads N] [--sample FILE]
 
 Uses the shipped default model (or --model) on random cutouts of its input size: the
 timing does not depend on the pixel values. T = 1 is a single (dropout-sampled) pass.
+"Backbone once" runs the backbone and the head's first layer (before its first dropout)
+once per source and samples only the rest of the head (`slitcli.nn.predict.mc_predict`).
+
+With --sample, also end to end on that sample file at T = 100: `slitcli predict FILE`
+as a fresh process (start-up, imports, model loading, reading and writing included), and
+`slitcli.nn.predict.predict_file` in this process with the model already loaded (start-up
+excluded; reading the file included).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,6 +43,7 @@ def main():
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     parser.add_argument("-n", type=int, default=256, help="sources per timing")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--sample", type=Path, default=None, help="also time predict end to end on this sample file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,6 +56,28 @@ def main():
         fast = rate(lambda xx, t: mc_predict(bundle.model, xx, t), x, n_mc)
         slow = rate(lambda xx, t: mc_predict_naive(bundle.model, xx, t), x, n_mc, repeat=1)
         print(f"{n_mc:>4}  {fast:>22.1f}  {slow:>22.1f}  {fast / slow:>7.1f}x")
+    if args.sample:
+        end_to_end(bundle, args.sample, args.model)
+
+
+def end_to_end(bundle, sample: Path, model) -> None:
+    """Sources per second of `slitcli predict` on `sample` (T = 100), start-up included and excluded."""
+    from astropy.io import fits
+
+    from slitcli.nn.predict import PredictConfig, predict_file
+
+    with fits.open(sample) as h:
+        n = len(h["SOURCES"].data)
+    predict_file(bundle, sample, PredictConfig(n_mc=100))  # warm up (reading, first batches)
+    t0 = time.perf_counter()
+    predict_file(bundle, sample, PredictConfig(n_mc=100))
+    inside = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ["slitcli", "predict", str(sample), "-q", "-o", str(Path(tmp) / "z.fits"), *(["-m", str(model)] if model else [])]
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True)
+        whole = time.perf_counter() - t0
+    print(f"end to end, T = 100, {n} sources of {sample.name}: {n / inside:.1f} sources/s start-up excluded ({inside:.1f} s), {n / whole:.1f} start-up included ({whole:.1f} s, `slitcli predict`)")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,14 @@ class BayesianHead(nn.Module):
         self.logvar = nn.Linear(n_in, 1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.blocks(features)
+        return self.sampled(self.deterministic(features))
+
+    def deterministic(self, features: torch.Tensor) -> torch.Tensor:
+        """The layers before the first dropout (the first Linear and GELU): the same in every Monte Carlo pass."""
+        return self.blocks[:2](features)
+
+    def sampled(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the first dropout to the outputs (mean, log-variance) of `deterministic`'s output."""
+        h = self.blocks[2:](h)
         logvar = self.logvar(h).squeeze(-1).clamp(LOGVAR_MIN, LOGVAR_MAX)
         return self.mean(h).squeeze(-1), logvar

@@ -90,17 +90,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def mc_predict(model: torch.nn.Module, x: torch.Tensor, n_mc: int, chunk_elems: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone once, head `n_mc` times: (mu_t, logvar_t), each [n_mc, n]."""
+    """Backbone and the head's deterministic first layer once, the rest of the head `n_mc` times: (mu_t, logvar_t), each [n_mc, n].
+
+    Everything before the head's first dropout is the same in every pass; the head's first
+    Linear (3,840 x 256 in slitnet) is most of its cost, so only what follows is sampled.
+    """
     model.eval()
     with torch.inference_mode():
-        features = model.backbone(x)
+        h = model.head.deterministic(model.backbone(x))
         set_mc_dropout(model, True)
         try:
-            per = max(1, chunk_elems // max(features.numel(), 1))
+            per = max(1, chunk_elems // max(h.numel(), 1))
             mus, logvars = [], []
             for start in range(0, n_mc, per):
                 k = min(per, n_mc - start)
-                mu, logvar = model.head(features.repeat(k, 1))
+                mu, logvar = model.head.sampled(h.repeat(k, 1))
                 mus.append(mu.view(k, -1))
                 logvars.append(logvar.view(k, -1))
         finally:

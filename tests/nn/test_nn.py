@@ -64,6 +64,22 @@ def test_backbone_once_samples_the_same_distribution_as_full_passes():
     np.testing.assert_allclose(fast.std(0), slow.std(0), rtol=0.1)
 
 
+def test_the_heads_first_layer_once_gives_the_passes_of_the_whole_head():
+    """Only what follows the head's first dropout is sampled: with the same seed, the same
+    masks, so the same passes as the whole head run on the repeated features."""
+    model = _trained_bn_model()
+    x = torch.randn(3, 2, 16, 96)
+    torch.manual_seed(7)
+    mu, logvar = mc_predict(model, x, n_mc=50)
+    torch.manual_seed(7)
+    with torch.inference_mode():
+        set_mc_dropout(model, True)
+        whole_mu, whole_logvar = model.head(model.backbone(x).repeat(50, 1))
+        set_mc_dropout(model, False)
+    torch.testing.assert_close(mu, whole_mu.view(50, 3), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logvar, whole_logvar.view(50, 3), rtol=1e-5, atol=1e-6)
+
+
 def test_set_mc_dropout_switches_only_dropout():
     model = _trained_bn_model()
     set_mc_dropout(model, True)
