@@ -81,7 +81,7 @@ class Route:
 
         if self.method == "template":  # its temperature and floor are kept in the model card (calibrate --template)
             bundle = _bundle(self.model)
-            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset, offset=bundle.offset("template"))
+            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset, offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
         return TemplateFitConfig(sky_offset=self.sky_offset)
 
     def _predict_config(self):
@@ -100,7 +100,8 @@ class Route:
         if self.method == "hybrid":
             hybrid = self._hybrid_config()
             meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
-            del meta["TMPLTEMP"], meta["TMPLFLOR"], meta["TMPLOFFS"]  # the hybrid's likelihood has its own temperature, floor and offset
+            for key in ("TMPLTEMP", "TMPLFLOR", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
+                del meta[key]
         return meta
 
     def check(self, paths) -> None:
@@ -174,7 +175,7 @@ def catalog_table(tables: list[Table], paths, route: Route, meta: dict | None = 
 
 def _file_task(route: Route, path: Path) -> str:
     # The route's provenance holds what the rows depend on beyond its fields: the model's
-    # weights (MODELSHA), its calibration (TEMPERAT, HYBTEMP, HYBFLOOR, HYBOFFS, TMPLTEMP, TMPLFLOR, TMPLOFFS), the device.
+    # weights (MODELSHA), its calibration (TEMPERAT, HYB* and TMPL* keys), the device.
     return task_id(route=asdict(route), meta=route.meta(), input=file_identity(path))
 
 

@@ -14,10 +14,11 @@ def test_a_calibration_written_in_place_reaches_the_next_prediction(tmp_path):
     route = Route("template", str(model))
     assert route.meta()["TMPLTEMP"] == load_model(model).template_temperature
     bundle = load_model(model)
-    bundle.card["calibration"] |= {"template_temperature": 7.5, "template_offset": 0.0007, "hybrid_offset": -0.0002}
+    bundle.card["calibration"] |= {"template_temperature": 7.5, "template_offset": 0.0007, "hybrid_offset": -0.0002, "template_nz_alpha": 1.7, "template_nz_z0": 0.35}
     save_model(bundle, model, overwrite=True)
     assert route.meta()["TMPLTEMP"] == 7.5 and route.meta()["TMPLOFFS"] == 0.0007 and route._fit_config().offset == 0.0007
+    assert route._fit_config().nz_prior == (1.7, 0.35) and (route.meta()["TMPLNZA"], route.meta()["TMPLNZ0"]) == (1.7, 0.35)
     hybrid = Route("hybrid", str(model))
     assert hybrid.meta()["HYBTEMP"] == bundle.hybrid_temperature and hybrid.meta()["HYBOFFS"] == -0.0002 and hybrid._hybrid_config().offset == -0.0002
-    assert "TMPLTEMP" not in hybrid.meta() and "TMPLOFFS" not in hybrid.meta()
-    assert hybrid._fit_config().offset == 0.0  # the hybrid's chi-square search: its own offset applies in the posterior
+    assert not any(key.startswith("TMPL") for key in hybrid.meta())
+    assert hybrid._fit_config().offset == 0.0 and hybrid._fit_config().nz_prior is None  # its offset applies in its posterior, its prior is the CNN's

@@ -11,10 +11,12 @@ true redshift as often as they claim (`fit_temperature`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
+from slitcli.classic.nz_prior import fit_nz, nz_prior_t
 from slitcli.classic.template_fit import (
     FileModels,
     RedshiftFit,
@@ -179,6 +181,7 @@ class TemperatureFit:
     n: int
     error_floor: float = 0.0
     offset: float = 0.0
+    nz_prior: tuple[float, float] | None = None
 
 
 #: `fit_offset` uses the sources with SNR_GI >= OFFSET_SNR whose chi-square minimum lies within
@@ -231,12 +234,12 @@ def snr_groups(snr, min_snr: float = 1.0) -> list[np.ndarray]:
 
 
 def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, batch_size: int = 64, progress=None) -> TemperatureFit:
-    """Fit the template route's offset, temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
+    """Fit the template route's n(z) prior, offset, temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
 
-    The offset first (`fit_offset`), then, with it applied: the template route's PDF is its
-    likelihood under a flat prior in t, so the fit is `fit_temperature` with flat priors
-    over the chi-square the fit searched, on all those sources and on those above each
-    larger `COVERAGE_CUTS` cut.
+    The n(z) prior (`slitcli.classic.nz_prior.fit_nz`, to those sources' true redshifts)
+    and the offset (`fit_offset`) first; then, with both applied, `fit_temperature` on the
+    template route's posteriors, on all those sources and on those above each larger
+    `COVERAGE_CUTS` cut.
     """
     config = config or TemplateFitConfig()
     t_all = true_t(reader)
@@ -252,6 +255,8 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
                 snrs.append(snr[n])
         if progress:
             progress(start + len(sci), reader.n)
-    flat = [np.ones_like(models.t_grid)] * len(searches)
+    nz = fit_nz(np.expm1(t_all[keep]))
+    priors = [nz_prior_t(models.t_grid, *nz)] * len(searches)
     offset = fit_offset(searches, models.t_grid, t_all[keep], snrs)
-    return calibrate_temperature(searches, flat, models.t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), offset=offset)
+    fit = calibrate_temperature(searches, priors, models.t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), offset=offset)
+    return dataclasses.replace(fit, nz_prior=nz)

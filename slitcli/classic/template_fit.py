@@ -40,6 +40,7 @@ from scipy.optimize import nnls
 from scipy.special import ndtr, ndtri
 
 from slitcli.classic.chisq import chi2_jobs, lit_ranges
+from slitcli.classic.nz_prior import nz_prior_t
 from slitcli.classic.templates import TemplateBasis, load_templates
 from slitcli.errors import ConfigError
 from slitcli.extract import (
@@ -52,7 +53,7 @@ from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS, ZWARN_BITS,
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise
 
-__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "smooth", "fit_redshift", "shift_fit", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
+__all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "smooth", "fit_redshift", "shift_fit", "under_prior", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
 #: redrock's ZWARN bit for a best fit not clearly better than the next (DELTACHI2 < `min_delta_chi2`).
 ZWARN_SMALL_DELTA_CHI2 = 4
@@ -92,6 +93,9 @@ class TemplateFitConfig:
     offset : float
         The template basis's redshift offset [ln(1+z)]: the chi-square's minimum at t
         means ln(1 + z) = t - offset (`calibrate` fits it; `shift_fit`).
+    nz_prior : (alpha, z0) or None
+        A redshift prior n(z) ~ z^alpha exp(-(z/z0)^alpha) (`slitcli.classic.nz_prior`;
+        `calibrate` fits it); None: flat in ln(1 + z), the PDF is the likelihood.
     """
 
     z_min: float = 0.0
@@ -105,6 +109,7 @@ class TemplateFitConfig:
     error_floor: float = 0.0
     sky_offset: bool = False
     offset: float = 0.0
+    nz_prior: tuple[float, float] | None = None
 
     def __post_init__(self):
         if not (0.0 <= self.z_min < self.z_max):
@@ -431,6 +436,17 @@ def fit_redshift(
     return shift_fit(fit, config.offset, t_grid) if config.offset else fit
 
 
+def under_prior(fits: list[RedshiftFit], prior_t: np.ndarray, t_grid: np.ndarray, config: TemplateFitConfig) -> list[RedshiftFit]:
+    """The fits' posteriors under the prior density `prior_t` (in t on `t_grid`; `config.nz_prior`), with the temperature, floor and offset of `config`.
+
+    Z is the chi-square minimum of the basin holding the posterior's mode, the quantiles
+    and ODDS the posterior's (`slitcli.classic.posterior.posterior`, as the hybrid route).
+    """
+    from slitcli.classic.posterior import posterior  # it builds on this module
+
+    return [posterior(f.search, prior_t, t_grid, config.temperature, 2 * config.coarse_every, config.error_floor, offset=config.offset).fit for f in fits]
+
+
 def shift_fit(fit: RedshiftFit, offset: float, t_grid: np.ndarray) -> RedshiftFit:
     """`fit` with its redshift, quantiles and PDF moved by -`offset` in t = ln(1 + z) (the basis's offset, `TemplateFitConfig.offset`).
 
@@ -509,7 +525,7 @@ def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
 
 def catalog_meta(config: TemplateFitConfig) -> dict:
     """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
-    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor, "TMPLOFFS": config.offset, "SKYOFFS": config.sky_offset}
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor, "TMPLOFFS": config.offset, "SKYOFFS": config.sky_offset, "TMPLNZA": config.nz_prior[0] if config.nz_prior else 0.0, "TMPLNZ0": config.nz_prior[1] if config.nz_prior else 0.0}
 
 
 def fit_file(
@@ -668,12 +684,15 @@ def fit_sample(
     (`slitcli.io.zpdf`: density per unit z, unit integral).
     """
     models = FileModels.from_reader(reader, config, bands)
+    prior_t = None if config.nz_prior is None else nz_prior_t(models.t_grid, *config.nz_prior)
     sources = reader.sources()
     rows = []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        fits = models.fit_chunk(kernels, data, config, with_pdf=pdf)
+        fits = models.fit_chunk(kernels, data, config, with_pdf=pdf and config.nz_prior is None)
+        if config.nz_prior is not None:
+            fits = under_prior(fits, prior_t, models.t_grid, config)
         columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:

@@ -17,7 +17,7 @@ def calibrate(
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2).", metavar="N", min=2),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
-    template: bool = typer.Option(False, "--template", help="Instead, fit the offset (the templates' redshift bias, from the sources with SNR_GI >= 5), temperature and error floor of the template route's chi-square PDF (predict --method template -m MODEL reads them from the model card), on the sources with SNR_GI >= 1, holding the 68% and 95% coverage at SNR_GI >= 1, 3 and 5."),
+    template: bool = typer.Option(False, "--template", help="Instead, fit the n(z) prior (BPZ's form, to the sample's true redshifts), the offset (the templates' redshift bias, from the sources with SNR_GI >= 5), temperature and error floor of the template route's PDF (predict --method template -m MODEL reads them from the model card), on the sources with SNR_GI >= 1, holding the 68% and 95% coverage at SNR_GI >= 1, 3 and 5."),
     hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the hybrid route's (predict --method hybrid): first the templates' offset and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of the sources with SNR_GI >= 3), then, with the flagged sources widened as predict widens them, the temperature and error floor of its template likelihood, on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed (two passes over the sample); calibrate the CNN first."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
@@ -78,14 +78,16 @@ def calibrate(
             card[f"{kind}_temperature"] = fit.temperature
             card[f"{kind}_error_floor"] = fit.error_floor
             card[f"{kind}_offset"] = fit.offset
+            if template:
+                card["template_nz_alpha"], card["template_nz_z0"] = fit.nz_prior
             if hybrid:
                 card |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
             save_model(bundle, target, overwrite=overwrite or in_place)
             what = "template temperature" if template else "hybrid likelihood temperature"
-            ood = "" if template else f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
+            more = f"; n(z) prior alpha {fit.nz_prior[0]:.3g}, z0 {fit.nz_prior[1]:.3g}" if template else f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
             log.info(
                 f"{what} {fit.temperature:.3g}, error floor {fit.error_floor:g} and template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
-                f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{ood}; wrote {target}"
+                f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{more}; wrote {target}"
             )
             return
         with progress_bar(quiet) as bar:

@@ -228,7 +228,7 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
         _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)
     # The template route's temperature does not depend on the network: kept. The hybrid's
     # does (its prior is the network's calibrated PDF): dropped, to be fitted again.
-    kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k in ("template_temperature", "template_error_floor", "template_offset")}
+    kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k.startswith("template_")}
     bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
     pred = predict_file(bundle, sample_path, predict_config, progress=progress)
     # The SNR measured from the data, as predict will see it (the join takes the truth's SNR_GI).

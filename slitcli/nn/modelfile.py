@@ -80,6 +80,12 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get(f"{route}_offset", 0.0))
 
     @property
+    def template_nz_prior(self) -> tuple[float, float] | None:
+        """(alpha, z0) of the template route's n(z) prior (`slitcli.classic.nz_prior`); None (flat) before `calibrate --template`."""
+        cal = self.card.get("calibration", {})
+        return (float(cal["template_nz_alpha"]), float(cal["template_nz_z0"])) if "template_nz_alpha" in cal and "template_nz_z0" in cal else None
+
+    @property
     def ood_thresholds(self) -> tuple[float, float]:
         """Thresholds of the hybrid route's out-of-distribution score (`slitcli.hybrid.ood_score`); infinite before `calibrate --hybrid`."""
         cal = self.card.get("calibration", {})
@@ -189,6 +195,8 @@ CARD_SCHEMA = {
         "template_temperature": (False, _positive, "a positive number"),
         "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
         "hybrid_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "template_nz_alpha": (False, _positive, "a positive number"),
+        "template_nz_z0": (False, _positive, "a positive number"),
         "template_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
         "hybrid_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
         "ood_disagreement": (False, _positive, "a positive number"),

@@ -41,3 +41,24 @@ def test_a_file_without_direct_stamps_is_refused(noiseless, tmp_path):
 def test_unknown_method_is_refused(noiseless, tmp_path):
     result = invoke("predict", noiseless / "s.fits", "--method", "redrock", "-o", tmp_path / "z.ecsv")
     assert result.exit_code == 2 and "redrock" in result.output
+
+
+def test_calibrate_template_writes_its_prior_offset_temperature_and_floor(tmp_path, monkeypatch):
+    """calibrate --template on a held-out sample: the card gains the n(z) prior, the
+    templates' offset, T and the floor; predict --method template -m MODEL applies them
+    (catalogue keys) and its PDF is the posterior under the prior (the quantiles follow Z)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sample, model = tmp_path / "val.fits", tmp_path / "model"
+    assert invoke("simulate", "-n", 160, "--seed", 5, "--mag-max", 21.5, "-o", sample, "-q").exit_code == 0
+    result = invoke("calibrate", sample, "--template", "-o", model)
+    assert result.exit_code == 0, result.output
+    assert "n(z) prior" in result.output and "template offset" in result.output
+    from slitcli.nn.modelfile import load_model
+
+    cal = load_model(model).card["calibration"]
+    assert cal["template_nz_alpha"] > 0 and 0.1 < cal["template_nz_z0"] < 2.0
+    assert abs(cal["template_offset"]) < 0.005 and cal["template_temperature"] > 0 and cal["template_error_floor"] >= 0
+    assert invoke("predict", sample, "-m", model, "--method", "template", "-o", tmp_path / "z.fits", "-q").exit_code == 0
+    z = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
+    assert [z.meta[k] for k in ("TMPLNZA", "TMPLNZ0", "TMPLOFFS")] == pytest.approx([cal["template_nz_alpha"], cal["template_nz_z0"], cal["template_offset"]], rel=1e-12)
+    assert np.all(z["Z025"] <= z["Z500"]) and np.all(z["Z500"] <= z["Z975"]) and np.all((z["ODDS"] >= 0) & (z["ODDS"] <= 1))
