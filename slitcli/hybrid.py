@@ -12,7 +12,10 @@ the likelihood that of the template fit (`slitcli.classic.template_fit`: s = max
 reduced chi2_min) times `HybridConfig.temperature`), plus a flat part of height
 `HybridConfig.template_mismatch` (the chance that no template describes the source).
 Where the routes disagree beyond their errors (OODSCORE k > 1), the prior's width is
-multiplied by k and the temperature by k^2, up to `max_widen_ood` (`widening`). The
+multiplied by k and the temperature by k^2, up to `max_widen_ood` (`widening`). Where
+the spectrum runs off the detector (ZWARN ``LITTLE_COVERAGE``), a cutout the network never
+saw in training (on such field cutouts its sigma_NMAD was 0.23 at SNR_GI >= 3 against the
+template fit's 0.017), the prior is the population's n(z) instead (`population_prior`). The
 chi-square is computed only where
 the prior has mass: over the grid points where p_CNN exceeds `prior_floor` of its peak,
 widened by `margin_t` on each side, and widened again (up to `max_widen` times) while the
@@ -42,10 +45,11 @@ from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, cal
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
-from slitcli.io.redshift import ZWARN_BITS, source_identity
+from slitcli.classic.nz_prior import nz_prior_t
+from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, source_identity
 from slitcli.io.zpdf import predictive_pdf
 
-__all__ = ["HybridConfig", "widening", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid"]
+__all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class HybridConfig:
     offset : float
         The template basis's redshift offset [ln(1+z)] (`TemplateFitConfig.offset`;
         `calibrate` fits it): the chi-square at t is the likelihood of t - offset.
+    nz_prior : (alpha, z0) or None
+        The population's n(z) (the template route's, `slitcli.classic.nz_prior`): the prior
+        of a source whose spectrum runs off the detector (ZWARN ``LITTLE_COVERAGE``), which
+        the network never saw in training; None: flat (`population_prior`).
     """
 
     prior_floor: float = 1e-3
@@ -94,6 +102,7 @@ class HybridConfig:
     ood_epistemic: float = float("inf")
     max_widen_ood: float = 10.0
     offset: float = 0.0
+    nz_prior: tuple[float, float] | None = None
 
     def __post_init__(self):
         if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and self.temperature > 0):
@@ -142,6 +151,11 @@ def widening(score: np.ndarray, config: HybridConfig) -> np.ndarray:
     (docs/template.md). Sources like the training data have k < 1 for 96% of them: unchanged.
     """
     return np.clip(np.nan_to_num(np.asarray(score, float), nan=1.0), 1.0, config.max_widen_ood)
+
+
+def population_prior(t_grid: np.ndarray, config: HybridConfig) -> np.ndarray:
+    """The prior in t of a source the network cannot judge: `config.nz_prior`'s n(z), or flat."""
+    return np.ones_like(t_grid) if config.nz_prior is None else nz_prior_t(t_grid, *config.nz_prior)
 
 
 def search_range(prior_t: np.ndarray, t_grid: np.ndarray, config: HybridConfig) -> tuple[int, int]:
@@ -206,12 +220,14 @@ def _prior(rows, z_grid: np.ndarray, dof: float, widen=1.0) -> np.ndarray:
 def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, progress=None, cnn: Table | None = None):
     """The CNN over the whole sample, then each chunk's chi-square searches inside the priors' ranges.
 
-    Yields ``(start, sci, dq, snr, cnn_rows, prior, searches, z_template, widen, score)``
+    Yields ``(start, sci, dq, snr, cnn_rows, prior, searches, z_template, widen, score, cut_off)``
     per chunk: the CNN's rows (`slitcli.nn.predict.predict_sample`, with `predict_config`),
     the priors [n, n_grid] (density in t on `fit_config.grid()`; where OODSCORE > 1 widened
     by `widen` = `widening`, and the search extended over them), one `Search` per source,
-    the chi-square's best redshift (parabola vertex) and OODSCORE (`ood_score`, of that
-    redshift). `cnn`: the CNN's rows of the whole sample, when already predicted.
+    the chi-square's best redshift (parabola vertex), OODSCORE (`ood_score`, of that
+    redshift) and whether the spectrum runs off the detector (`cut_off`: ZWARN
+    ``LITTLE_COVERAGE``; its prior is `population_prior`, never widened). `cnn`: the CNN's
+    rows of the whole sample, when already predicted.
     """
     from slitcli.nn.predict import predict_sample
 
@@ -222,6 +238,10 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         stop = start + len(sci)
         rows = cnn[start:stop]
         prior = _prior(rows, z_grid, bundle.tail_dof)
+        # A spectrum cut off by the detector's edge is one the network never saw: its prior
+        # is the population's n(z) instead, and its disagreement widens nothing.
+        cut_off = np.any(lost_columns(dq) > MAX_LOST_COLUMNS, axis=1)
+        prior[cut_off] = population_prior(models.t_grid, config)
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, stop))
         chi2_fns = [models.chi2_fn(kernels[n], flux, ivar) for n, (flux, ivar) in enumerate(data)]
@@ -229,14 +249,14 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         searches = [search_chi2(chi2_fns[n], models.t_grid, npix[n], prior[n], fit_config, config) for n in range(len(data))]
         z_template = np.array([np.expm1(s.minimum(models.t_grid)[1] - config.offset) for s in searches])
         score = ood_score(rows["Z"], rows["ZERR"], z_template, rows["ZERR_EPI"], config)
-        widen = widening(score, config)
+        widen = np.where(cut_off, 1.0, widening(score, config))
         for n in np.nonzero(widen > 1.0)[0]:
             prior[n] = _prior(rows[n : n + 1], z_grid, bundle.tail_dof, widen[n])[0]
             searches[n] = search_chi2(chi2_fns[n], models.t_grid, npix[n], prior[n], fit_config, config, done=searches[n])
             z_template[n] = np.expm1(searches[n].minimum(models.t_grid)[1] - config.offset)
         if np.any(widen > 1.0):  # the published OODSCORE follows the published ZTEMPL
             score = ood_score(rows["Z"], rows["ZERR"], z_template, rows["ZERR_EPI"], config)
-        yield start, sci, dq, snr, rows, prior, searches, z_template, widen, score
+        yield start, sci, dq, snr, rows, prior, searches, z_template, widen, score, cut_off
         if progress:
             progress(stop, reader.n)
 
@@ -250,10 +270,11 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     t_grid = fit_config.grid()
     sources = reader.sources()
     rows, bad_pixels = [], 0
-    for start, sci, dq, snr, cnn, prior, searches, z_template, widen, score in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
+    for start, sci, dq, snr, cnn, prior, searches, z_template, widen, score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
         bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
         temperature = config.temperature * widen**2
-        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, config.template_mismatch, faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
+        mismatch = np.where(cut_off, 0.0, config.template_mismatch)  # a pedestal under a broad prior would spread mass over every z
+        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, mismatch[n], faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
         columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {
@@ -296,7 +317,7 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     t_all = true_t(reader)
     cnn_all = predict_sample(bundle, reader, predict_config)  # once, for both passes
     rows, bright_searches, bright_t, bright_snr = [], [], [], []
-    for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
+    for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score, _cut in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
         for n in np.nonzero(np.asarray(snr) >= min(ood_snr, OFFSET_SNR))[0]:
             rows.append((cnn["Z"][n], cnn["ZERR"][n], z_template[n], cnn["ZERR_EPI"][n], snr[n]))
             bright_searches.append(found[n])
@@ -312,8 +333,8 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     disagreement, spread = (float(q) for q in np.quantile(parts, ood_quantile, axis=0))
     config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread, offset=offset)
     searches, priors, scales, keep, snrs = [], [], [], [], []
-    for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
-        for n in np.nonzero(np.asarray(snr) >= min_snr)[0]:
+    for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
+        for n in np.nonzero((np.asarray(snr) >= min_snr) & ~cut_off)[0]:  # cut-off spectra: the CNN's posterior is not theirs
             searches.append(found[n])
             priors.append(prior[n])
             scales.append(widen[n] ** 2)

@@ -74,7 +74,7 @@ class Route:
 
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
-        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"))
+        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior)
 
     def _fit_config(self):
         from slitcli.classic.template_fit import TemplateFitConfig

@@ -120,3 +120,33 @@ def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     assert np.allclose(np.trapezoid(pdf, grid, axis=1), 1.0, rtol=1e-5)
     assert np.all((table["ZAGREE"] >= 0) & (table["ZAGREE"] <= 1))
     assert np.all((table["ODDS"] >= 0) & (table["ODDS"] <= 1 + 1e-12))
+
+
+def test_a_spectrum_cut_off_by_the_detector_gets_the_population_prior(tmp_path):
+    """A source with 40% of its GI columns flagged (its spectrum runs off the exposures): its
+    prior is the n(z) of the population, not the CNN's, it is never widened, and its search
+    reaches as far as that prior; its neighbours keep the CNN's prior."""
+    import fitsio
+
+    from slitcli.classic.nz_prior import nz_prior_t
+    from slitcli.hybrid import iter_searches
+    from slitcli.io.samplefile import SampleReader
+    from slitcli.nn.modelfile import load_model
+    from slitcli.nn.predict import PredictConfig
+
+    sample = tmp_path / "s.fits"
+    assert invoke("simulate", "-n", 3, "--seed", 11, "-o", sample, "-q").exit_code == 0
+    with fitsio.FITS(str(sample), "rw") as f:
+        dq = f["GI_DQ"].read()
+        dq[0, :, : int(0.4 * dq.shape[2])] |= 1
+        f["GI_DQ"].write(dq)
+    bundle = load_model(None)
+    config = HybridConfig(nz_prior=(1.7, 0.35), ood_disagreement=1e-6, ood_epistemic=1e-6)  # every source flagged
+    with SampleReader(sample, bundle.bands, bundle.shape) as reader:
+        _start, _sci, _dq, _snr, _rows, prior, searches, _z, widen, score, cut_off = next(iter_searches(bundle, reader, PredictConfig(n_mc=10), TemplateFitConfig(), config))
+    assert list(cut_off) == [True, False, False]
+    np.testing.assert_allclose(prior[0], nz_prior_t(T_GRID, 1.7, 0.35))
+    assert widen[0] == 1.0 and np.all(widen[1:] > 1.0) and np.all(score > 1.0)
+    lo, hi = search_range(prior[0], T_GRID, config)
+    assert searches[0].known[0] <= lo and searches[0].known[-1] >= hi and hi - lo > 0.8 * T_GRID.size
+    assert not np.allclose(prior[1] / prior[1].max(), nz_prior_t(T_GRID, 1.7, 0.35) / nz_prior_t(T_GRID, 1.7, 0.35).max())
