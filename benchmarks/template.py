@@ -4,7 +4,7 @@ Run: python benchmarks/template.py [--sample FILE | -n 400 --seed 2301]
 
 Fits a default sample (made with ``slitcli simulate`` into a temporary directory unless
 --sample is given) with `slitcli.classic.template_fit.fit_sample`, as ``predict --method
-template`` does. The point spectra of the file's grid (both bands, made once per process
+template`` does with the shipped model card's calibration. The point spectra of the file's grid (both bands, made once per process
 and kept for the next file of the same geometry) are timed apart: they are a fixed cost
 per process, not per source. The fit runs in Numba threads (`slitcli.classic.chisq`).
 """
@@ -22,6 +22,7 @@ import numba
 
 from slitcli.classic.template_fit import _GRID_CACHE, FileModels, TemplateFitConfig, fit_sample
 from slitcli.io.samplefile import SampleReader
+from slitcli.nn.modelfile import load_model
 
 
 def main():
@@ -31,7 +32,8 @@ def main():
     parser.add_argument("--seed", type=int, default=2301)
     parser.add_argument("--repeat", type=int, default=2, help="timings per thread count (the best is kept)")
     args = parser.parse_args()
-    config = TemplateFitConfig()
+    bundle = load_model(None)  # the shipped card's n(z) prior, offset, temperature and floor, as predict uses them
+    config = TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
     with tempfile.TemporaryDirectory() as tmp:
         sample = args.sample
         if sample is None:
