@@ -297,7 +297,7 @@ class HybridCalibration:
     n_ood: int
 
 
-def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, progress=None) -> HybridCalibration:
+def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
     """Fit the hybrid route's OOD thresholds, then its likelihood temperature, on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
 
     Two passes over the sample. First, the template basis's offset (`fit_offset`) and each
@@ -309,6 +309,8 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     `HybridConfig.template_mismatch`. ``calibrate --hybrid`` keeps them in the model card
     as ``hybrid_temperature``, ``hybrid_error_floor``, ``hybrid_offset``, ``ood_disagreement`` and
     ``ood_epistemic`` (a CNN re-calibration drops them: they depend on the CNN's calibration).
+    With `fixed` (the card's thresholds, offset and n(z): a second calibration, on cutouts of
+    another kind), the first pass is skipped and only T and the floor are fitted.
     """
     fit_config = fit_config or TemplateFitConfig()
     t_grid = fit_config.grid()
@@ -316,9 +318,11 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
 
     t_all = true_t(reader)
     cnn_all = predict_sample(bundle, reader, predict_config)  # once, for both passes
+    if fixed is not None:
+        return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, fixed, t_all, cnn_all, min_snr, progress, 0)
     rows, bright_searches, bright_t, bright_snr = [], [], [], []
-    for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score, _cut in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
-        for n in np.nonzero(np.asarray(snr) >= min(ood_snr, OFFSET_SNR))[0]:
+    for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
+        for n in np.nonzero((np.asarray(snr) >= min(ood_snr, OFFSET_SNR)) & ~cut_off)[0]:  # as in the second pass
             rows.append((cnn["Z"][n], cnn["ZERR"][n], z_template[n], cnn["ZERR_EPI"][n], snr[n]))
             bright_searches.append(found[n])
             bright_t.append(t_all[start + n])
@@ -332,6 +336,12 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
         raise InputError(msg)
     disagreement, spread = (float(q) for q in np.quantile(parts, ood_quantile, axis=0))
     config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread, offset=offset)
+    return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, len(parts))
+
+
+def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, n_ood) -> HybridCalibration:
+    """`calibrate_hybrid`'s second pass: T and the floor with `config`'s thresholds, offset and n(z)."""
+    t_grid = fit_config.grid()
     searches, priors, scales, keep, snrs = [], [], [], [], []
     for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
         for n in np.nonzero((np.asarray(snr) >= min_snr) & ~cut_off)[0]:  # cut-off spectra: the CNN's posterior is not theirs
@@ -340,5 +350,5 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
             scales.append(widen[n] ** 2)
             keep.append(start + n)
             snrs.append(snr[n])
-    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), mismatch=config.template_mismatch, scales=scales, offset=offset)
-    return HybridCalibration(temperature, disagreement, spread, len(parts))
+    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), mismatch=config.template_mismatch, scales=scales, offset=config.offset)
+    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood)

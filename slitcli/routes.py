@@ -69,19 +69,22 @@ class Route:
     def shape(self):
         return _bundle(self.model).shape if self.method != "template" else None
 
-    def _hybrid_config(self):
+    def _hybrid_config(self, field: bool = False):
+        """The hybrid's settings from the card; `field`: for cutouts with a contamination model (`ModelBundle.likelihood_scale`)."""
         from slitcli.hybrid import HybridConfig
 
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
-        return HybridConfig(temperature=bundle.hybrid_temperature, error_floor=bundle.error_floor("hybrid"), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior)
+        temperature, floor = bundle.likelihood_scale("hybrid", field)
+        return HybridConfig(temperature=temperature, error_floor=floor, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior)
 
-    def _fit_config(self):
+    def _fit_config(self, field: bool = False):
         from slitcli.classic.template_fit import TemplateFitConfig
 
-        if self.method == "template":  # its temperature and floor are kept in the model card (calibrate --template)
+        if self.method == "template":  # its calibration is kept in the model card (calibrate --template)
             bundle = _bundle(self.model)
-            return TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), sky_offset=self.sky_offset, offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
+            temperature, floor = bundle.likelihood_scale("template", field)
+            return TemplateFitConfig(temperature=temperature, error_floor=floor, sky_offset=self.sky_offset, offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
         return TemplateFitConfig(sky_offset=self.sky_offset)
 
     def _predict_config(self):
@@ -95,11 +98,12 @@ class Route:
         from slitcli.nn.predict import catalog_meta
 
         if self.method == "template":
-            return template_meta(self._fit_config())
+            field = self._fit_config(field=True)
+            return {**template_meta(self._fit_config()), "TMPLFTMP": field.temperature, "TMPLFFLR": field.error_floor}
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
-            hybrid = self._hybrid_config()
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
+            hybrid, field = self._hybrid_config(), self._hybrid_config(field=True)
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBFTEMP": field.temperature, "HYBFFLOR": field.error_floor, "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
             for key in ("TMPLTEMP", "TMPLFLOR", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
                 del meta[key]
         return meta
@@ -126,16 +130,21 @@ class Route:
         return z_grid()
 
     def predict(self, sample, progress=None) -> Table:
-        """The rows of one open sample (`SampleReader` or `slitcli.fields.field_sample.FieldSample`)."""
+        """The rows of one open sample (`SampleReader` or `slitcli.fields.field_sample.FieldSample`).
+
+        Cutouts of exposures with a contamination model (``CONTMODL`` not ``NONE``) get the
+        template and hybrid calibration fitted on such cutouts, where the card has one.
+        """
+        field = getattr(sample, "contamination_model", "NONE") != "NONE"
         if self.method == "template":
             from slitcli.classic.template_fit import fit_sample
 
-            return fit_sample(sample, self._fit_config(), self.bands, batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
+            return fit_sample(sample, self._fit_config(field), self.bands, batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
         if self.method == "hybrid":
             from slitcli.hybrid import hybrid_sample
 
             bundle = _bundle(self.model)
-            return hybrid_sample(bundle, sample, self._predict_config(), self._fit_config(), self._hybrid_config(), tuple(bundle.bands), batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
+            return hybrid_sample(bundle, sample, self._predict_config(), self._fit_config(), self._hybrid_config(field), tuple(bundle.bands), batch_size=min(self.batch_size, 64), pdf=self.pdf, progress=progress)
         from slitcli.nn.predict import predict_sample
 
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)

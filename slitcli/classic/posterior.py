@@ -233,13 +233,14 @@ def snr_groups(snr, min_snr: float = 1.0) -> list[np.ndarray]:
     return [snr >= cut for cut in sorted({min_snr, *(c for c in COVERAGE_CUTS if c > min_snr)})]
 
 
-def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, batch_size: int = 64, progress=None) -> TemperatureFit:
+def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("GV", "GI"), *, min_snr: float = 1.0, batch_size: int = 64, progress=None, fixed: TemplateFitConfig | None = None) -> TemperatureFit:
     """Fit the template route's n(z) prior, offset, temperature and error floor on a held-out sample with Z_TRUE (sources with SNR_GI >= `min_snr`).
 
     The n(z) prior (`slitcli.classic.nz_prior.fit_nz`, to those sources' true redshifts)
     and the offset (`fit_offset`) first; then, with both applied, `fit_temperature` on the
     template route's posteriors, on all those sources and on those above each larger
-    `COVERAGE_CUTS` cut.
+    `COVERAGE_CUTS` cut. With `fixed` (a config holding the card's n(z) prior and offset: a
+    second calibration, on cutouts of another kind), only T and the floor are fitted.
     """
     config = config or TemplateFitConfig()
     t_all = true_t(reader)
@@ -255,8 +256,8 @@ def calibrate_template(reader, config: TemplateFitConfig | None = None, bands=("
                 snrs.append(snr[n])
         if progress:
             progress(start + len(sci), reader.n)
-    nz = fit_nz(np.expm1(t_all[keep]))
-    priors = [nz_prior_t(models.t_grid, *nz)] * len(searches)
-    offset = fit_offset(searches, models.t_grid, t_all[keep], snrs)
+    nz = fit_nz(np.expm1(t_all[keep])) if fixed is None else fixed.nz_prior
+    priors = [nz_prior_t(models.t_grid, *nz) if nz else np.ones_like(models.t_grid)] * len(searches)
+    offset = fit_offset(searches, models.t_grid, t_all[keep], snrs) if fixed is None else fixed.offset
     fit = calibrate_temperature(searches, priors, models.t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), offset=offset)
     return dataclasses.replace(fit, nz_prior=nz)

@@ -66,25 +66,40 @@ def calibrate(
             from slitcli.hybrid import calibrate_hybrid
             from slitcli.io.samplefile import SampleReader
 
+            from slitcli.routes import Route
+
             kind = "template" if template else "hybrid"
             check_template_inputs([sample])
             bands, shape = (("GV", "GI"), None) if template else (bundle.bands, bundle.shape)
-            with progress_bar(quiet) as bar, SampleReader(sample, bands, shape) as reader:
-                task = bar.add_task(f"{kind}: {sample.name}", total=None)
+            with progress_bar(quiet) as bar, SampleReader(sample, bands, shape, contamination="subtract") as reader:
+                # Cutouts of exposures with a contamination model get their own T and floor,
+                # with the card's prior, offset and thresholds (fitted on isolated cutouts).
+                field = reader.contamination_model != "NONE"
+                task = bar.add_task(f"{kind}{' (field cutouts)' if field else ''}: {sample.name}", total=None)
                 progress = lambda d, n: bar.update(task, completed=d, total=n)  # noqa: E731
-                cal = calibrate_template(reader, progress=progress) if template else calibrate_hybrid(bundle, reader, cfg, progress=progress)
+                route = Route("template" if template else "hybrid", str(bundle.path))
+                if template:
+                    cal = calibrate_template(reader, progress=progress, fixed=route._fit_config() if field else None)
+                else:
+                    cal = calibrate_hybrid(bundle, reader, cfg, progress=progress, fixed=route._hybrid_config() if field else None)
             fit = cal if template else cal.temperature
             card = bundle.card.setdefault("calibration", {})
-            card[f"{kind}_temperature"] = fit.temperature
-            card[f"{kind}_error_floor"] = fit.error_floor
-            card[f"{kind}_offset"] = fit.offset
-            if template:
-                card["template_nz_alpha"], card["template_nz_z0"] = fit.nz_prior
-            if hybrid:
-                card |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
+            if field:
+                card |= {f"{kind}_field_temperature": fit.temperature, f"{kind}_field_error_floor": fit.error_floor}
+            else:
+                card |= {f"{kind}_temperature": fit.temperature, f"{kind}_error_floor": fit.error_floor, f"{kind}_offset": fit.offset}
+                if template:
+                    card["template_nz_alpha"], card["template_nz_z0"] = fit.nz_prior
+                if hybrid:
+                    card |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
             save_model(bundle, target, overwrite=overwrite or in_place)
-            what = "template temperature" if template else "hybrid likelihood temperature"
-            more = f"; n(z) prior alpha {fit.nz_prior[0]:.3g}, z0 {fit.nz_prior[1]:.3g}" if template else f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
+            what = ("template temperature" if template else "hybrid likelihood temperature") + (" for field cutouts" if field else "")
+            if field:
+                more = "; the card's n(z) prior, offset and thresholds kept"
+            elif template:
+                more = f"; n(z) prior alpha {fit.nz_prior[0]:.3g}, z0 {fit.nz_prior[1]:.3g}"
+            else:
+                more = f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
             log.info(
                 f"{what} {fit.temperature:.3g}, error floor {fit.error_floor:g} and template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
                 f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{more}; wrote {target}"

@@ -75,6 +75,16 @@ class ModelBundle:
         """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
         return float(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
 
+    def likelihood_scale(self, route: str, field: bool = False) -> tuple[float, float]:
+        """(temperature, error floor) of the "template" or "hybrid" route; with `field`, for
+        cutouts of exposures with a contamination model, the pair `calibrate` fitted on such
+        cutouts (``<route>_field_temperature``, ``<route>_field_error_floor``) where the card has it."""
+        cal = self.card.get("calibration", {})
+        if field and f"{route}_field_temperature" in cal:
+            return float(cal[f"{route}_field_temperature"]), float(cal.get(f"{route}_field_error_floor", 0.0))
+        temperature = self.hybrid_temperature if route == "hybrid" else self.template_temperature
+        return temperature, self.error_floor(route)
+
     def offset(self, route: str) -> float:
         """The template basis's redshift offset [ln(1+z)] in the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
         return float(self.card.get("calibration", {}).get(f"{route}_offset", 0.0))
@@ -195,6 +205,10 @@ CARD_SCHEMA = {
         "template_temperature": (False, _positive, "a positive number"),
         "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
         "hybrid_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "hybrid_field_temperature": (False, _positive, "a positive number"),
+        "template_field_temperature": (False, _positive, "a positive number"),
+        "hybrid_field_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "template_field_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
         "template_nz_alpha": (False, _positive, "a positive number"),
         "template_nz_z0": (False, _positive, "a positive number"),
         "template_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
