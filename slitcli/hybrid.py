@@ -41,11 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, vstack
 
+from slitcli.classic.nz_prior import nz_prior_t
 from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, snr_groups, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
-from slitcli.classic.nz_prior import nz_prior_t
 from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, source_identity
 from slitcli.io.zpdf import predictive_pdf
 

@@ -65,7 +65,6 @@ def calibrate(
             from slitcli.classic.template_fit import check_template_inputs
             from slitcli.hybrid import calibrate_hybrid
             from slitcli.io.samplefile import SampleReader
-
             from slitcli.routes import Route
 
             kind = "template" if template else "hybrid"
