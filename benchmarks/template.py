@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numba
 
-from slitcli.classic.template_fit import _GRID_CACHE, FileModels, TemplateFitConfig, fit_sample
+from slitcli.classic.template_fit import _GRID_CACHE, FileModels, fit_sample
 from slitcli.io.samplefile import SampleReader
-from slitcli.nn.modelfile import load_model
+from slitcli.routes import Route
 
 
 def main():
@@ -32,8 +32,7 @@ def main():
     parser.add_argument("--seed", type=int, default=2301)
     parser.add_argument("--repeat", type=int, default=2, help="timings per thread count (the best is kept)")
     args = parser.parse_args()
-    bundle = load_model(None)  # the shipped card's n(z) prior, offset, temperature and floor, as predict uses them
-    config = TemplateFitConfig(temperature=bundle.template_temperature, error_floor=bundle.error_floor("template"), offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
+    config = Route("template")._fit_config()  # the shipped card's n(z) prior, offset, temperature and floor, as predict uses them
     with tempfile.TemporaryDirectory() as tmp:
         sample = args.sample
         if sample is None:

@@ -22,7 +22,7 @@ from astropy.table import Table
 from slitcli.errors import InputError
 from slitcli.parallel import Task, file_identity, require_task, task_id
 
-__all__ = ["Route", "predict_file", "predict_files", "catalog_table"]
+__all__ = ["Route", "calibrate_route", "predict_file", "predict_files", "catalog_table"]
 
 
 def _bundle(path: str | None):
@@ -148,6 +148,33 @@ class Route:
         from slitcli.nn.predict import predict_sample
 
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)
+
+
+def calibrate_route(bundle, reader, kind: str, predict_config, progress=None):
+    """`calibrate --template` (`kind` "template") or `--hybrid` on an open sample; returns (the fit, the card keys it sets, whether the sample is of field cutouts).
+
+    Field cutouts (a contamination model, ``CONTMODL`` not ``NONE``) get only their own
+    temperature and floor, with the card's n(z) prior, offset and thresholds (fitted on
+    isolated cutouts); isolated cutouts get the whole calibration.
+    """
+    from slitcli.classic.posterior import calibrate_template
+    from slitcli.hybrid import calibrate_hybrid
+
+    field = reader.contamination_model != "NONE"
+    route = Route(kind, str(bundle.path))
+    if kind == "template":
+        cal = fit = calibrate_template(reader, progress=progress, fixed=route._fit_config() if field else None)
+    else:
+        cal = calibrate_hybrid(bundle, reader, predict_config, progress=progress, fixed=route._hybrid_config() if field else None)
+        fit = cal.temperature
+    if field:
+        return cal, {f"{kind}_field_temperature": fit.temperature, f"{kind}_field_error_floor": fit.error_floor}, True
+    keys = {f"{kind}_temperature": fit.temperature, f"{kind}_error_floor": fit.error_floor, f"{kind}_offset": fit.offset}
+    if kind == "template":
+        keys |= {"template_nz_alpha": fit.nz_prior[0], "template_nz_z0": fit.nz_prior[1]}
+    else:
+        keys |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
+    return cal, keys, False
 
 
 def predict_file(route: Route, path, progress=None) -> Table:

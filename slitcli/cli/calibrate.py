@@ -61,36 +61,18 @@ def calibrate(
         if template and hybrid:
             raise ConfigError("give --template or --hybrid, not both")
         if template or hybrid:
-            from slitcli.classic.posterior import calibrate_template
             from slitcli.classic.template_fit import check_template_inputs
-            from slitcli.hybrid import calibrate_hybrid
             from slitcli.io.samplefile import SampleReader
-            from slitcli.routes import Route
+            from slitcli.routes import calibrate_route
 
             kind = "template" if template else "hybrid"
             check_template_inputs([sample])
             bands, shape = (("GV", "GI"), None) if template else (bundle.bands, bundle.shape)
             with progress_bar(quiet) as bar, SampleReader(sample, bands, shape, contamination="subtract") as reader:
-                # Cutouts of exposures with a contamination model get their own T and floor,
-                # with the card's prior, offset and thresholds (fitted on isolated cutouts).
-                field = reader.contamination_model != "NONE"
-                task = bar.add_task(f"{kind}{' (field cutouts)' if field else ''}: {sample.name}", total=None)
-                progress = lambda d, n: bar.update(task, completed=d, total=n)  # noqa: E731
-                route = Route("template" if template else "hybrid", str(bundle.path))
-                if template:
-                    cal = calibrate_template(reader, progress=progress, fixed=route._fit_config() if field else None)
-                else:
-                    cal = calibrate_hybrid(bundle, reader, cfg, progress=progress, fixed=route._hybrid_config() if field else None)
+                task = bar.add_task(f"{kind}{' (field cutouts)' if reader.contamination_model != 'NONE' else ''}: {sample.name}", total=None)
+                cal, keys, field = calibrate_route(bundle, reader, kind, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n))
             fit = cal if template else cal.temperature
-            card = bundle.card.setdefault("calibration", {})
-            if field:
-                card |= {f"{kind}_field_temperature": fit.temperature, f"{kind}_field_error_floor": fit.error_floor}
-            else:
-                card |= {f"{kind}_temperature": fit.temperature, f"{kind}_error_floor": fit.error_floor, f"{kind}_offset": fit.offset}
-                if template:
-                    card["template_nz_alpha"], card["template_nz_z0"] = fit.nz_prior
-                if hybrid:
-                    card |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
+            bundle.card.setdefault("calibration", {}).update(keys)
             save_model(bundle, target, overwrite=overwrite or in_place)
             what = ("template temperature" if template else "hybrid likelihood temperature") + (" for field cutouts" if field else "")
             if field:
