@@ -33,7 +33,9 @@ def calibrate(
     and the 95% intervals both hold, and a power p of the measured SNR_GI that the
     scale follows, T (SNR_GI/3)^p, so that they hold at every SNR; this needs at least
     400 sources above the SNR cut (docs/bayes.md). --gaussian keeps the paper's single
-    T and Gaussian (10 sources suffice).
+    T and Gaussian (10 sources suffice). A model with a p(z) head (train with head: pdf)
+    gets a temperature on its logits and an SNR power instead, fitted by the PIT (at
+    least 400 sources), and the card records whether its median or mode is Z.
 
     Example:
 
@@ -90,6 +92,13 @@ def calibrate(
             task = bar.add_task(f"predicting {sample.name}", total=None)
             result = calibrate_model(bundle, sample, cfg, tails=not gaussian, progress=lambda d, n: bar.update(task, completed=d, total=n))
         save_model(bundle, target, overwrite=overwrite or in_place)
+        cal = bundle.card["calibration"]
+        if "pdf_point" in cal:
+            log.info(
+                f"p(z) head: logit temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g} on {result.n} sources of {result.sample}; "
+                f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}, PIT KS distance {cal['pit_ks_before']:.3f} -> {cal['pit_ks_after']:.3f}; Z is the PDF's {cal['pdf_point']}; wrote {target}"
+            )
+            return
         log.info(
             f"temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g}, tails {'Gaussian' if result.dof == float('inf') else f'Student t, dof = {result.dof:g}'}, "
             f"on {result.n} sources of {result.sample}; "

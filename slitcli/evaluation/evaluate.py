@@ -64,6 +64,9 @@ def predictive_dof(meta) -> float:
     return dof if dof > 0 else np.inf
 
 
+#: Coverage keys and the catalogue's quantile columns that bound their intervals.
+INTERVALS = {"coverage_68": ("Z160", "Z840"), "coverage_95": ("Z025", "Z975")}
+
 #: Metrics of the gridded PDFs, added to `metrics_table` when the predictions have them.
 PDF_METRIC_KEYS = ("crps_mean", "pit_ks_pdf")
 
@@ -73,8 +76,10 @@ def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_
 
     Columns: ``sample`` (str), every key of `slitcli.evaluation.metrics.METRIC_KEYS`, and ``n_zwarn``
     (sources with ZWARN != 0, 0 without a ZWARN column). A sample with no source has
-    n = 0 and NaN metrics. Coverage, calibration error and PIT use the catalogue's
-    predictive distribution (`predictive_dof`). With `pdf_grid` and a 2D ``ZPDF``
+    n = 0 and NaN metrics. Coverage is the fraction of truths inside the published
+    intervals, Z160-Z840 and Z025-Z975, where the catalogue has those columns (for the
+    Gaussian or t of Z, ZERR the same as from them); calibration error and PIT use the
+    catalogue's predictive distribution (`predictive_dof`). With `pdf_grid` and a 2D ``ZPDF``
     column (`read_predictions`), also `PDF_METRIC_KEYS`: the mean CRPS [z] and the PIT's
     KS distance, both from the gridded PDFs.
     """
@@ -86,8 +91,14 @@ def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_
         pdf = np.asarray(joined["ZPDF"], np.float64)
         crps, pits = pdf_crps(pdf_grid, pdf, z_true), pdf_pit(pdf_grid, pdf, z_true)
     rows = []
+    quantiles = all(c in joined.colnames for c in INTERVALS.values())
     for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
         values = point_metrics(z_pred[mask], zerr[mask], z_true[mask], predictive_dof(joined.meta)) if mask.any() else empty_metrics()
+        if quantiles and mask.any():
+            # The published intervals themselves: for a PDF that is not the Gaussian (or t) of Z, ZERR
+            # (a p(z) head's, the template route's), the fraction between its quantiles.
+            for key, (lo, hi) in INTERVALS.items():
+                values[key] = float(np.mean((z_true[mask] >= np.asarray(joined[lo])[mask]) & (z_true[mask] <= np.asarray(joined[hi])[mask])))
         if with_pdf:
             values |= {"crps_mean": float(crps[mask].mean()), "pit_ks_pdf": ks_uniform(pits[mask])} if mask.any() else dict.fromkeys(PDF_METRIC_KEYS, float("nan"))
         rows.append({"sample": name, **values, "n_zwarn": int(np.count_nonzero(warned & mask))})

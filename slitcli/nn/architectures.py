@@ -9,6 +9,10 @@
   extraction); four stages of conv, batch-norm, GELU and 2x max-pool follow, and the
   feature map is flattened with its positions kept: where a line lands along x is
   the redshift, which global pooling would throw away.
+
+Each ends in a head chosen by ``head`` (`slitcli.nn.layers.HEADS`): "gaussian", the
+paper's mean and log-variance of t = ln(1 + z), or "pdf", logits of p(t) at ``pdf_bins``
+nodes from 0 to ``t_max`` (`slitcli.nn.pdf`).
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slitcli.nn.layers import BayesianHead
+from slitcli.nn.layers import make_head
 from slitcli.nn.registry import register_model
 
-__all__ = ["RedshiftNet", "ResNetConfig", "SlitNetConfig"]
+__all__ = ["RedshiftNet", "ResNetConfig", "SlitNetConfig", "T_MAX"]
+
+#: Last node of a p(z) head's grid: t = ln(1 + 2), the simulator's highest redshift.
+T_MAX = 1.0986122886681098
 
 
 class RedshiftNet(nn.Module):
-    """Backbone (deterministic) + Bayesian head; forward gives (mean_t, logvar_t)."""
+    """Backbone (deterministic) + head; forward gives (mean_t, logvar_t) (Gaussian head) or logits of p(t) (p(z) head)."""
 
-    def __init__(self, backbone: nn.Module, head: BayesianHead):
+    def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -46,6 +53,9 @@ class ResNetConfig:
     width: int = 64
     head_hidden: tuple[int, ...] = (256, 128)
     p_dropout: float = 0.1
+    head: str = "gaussian"
+    pdf_bins: int = 1100
+    t_max: float = T_MAX
 
 
 class BasicBlock(nn.Module):
@@ -82,7 +92,7 @@ def build_resnet(config: ResNetConfig) -> RedshiftNet:
             layers.append(BasicBlock(n_in, n_out, 2 if (b == 0 and i > 0) else 1))
             n_in = n_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return RedshiftNet(nn.Sequential(*layers), BayesianHead(n_in, config.head_hidden, config.p_dropout))
+    return RedshiftNet(nn.Sequential(*layers), make_head(n_in, config))
 
 
 # ---------------------------------------------------------------- compact CPU network
@@ -98,6 +108,9 @@ class SlitNetConfig:
     kernels: tuple[int, ...] = (7, 5, 5, 3)
     head_hidden: tuple[int, ...] = (256, 128)
     p_dropout: float = 0.1
+    head: str = "gaussian"
+    pdf_bins: int = 1100
+    t_max: float = T_MAX
 
 
 class CentralRows(nn.Module):
@@ -129,4 +142,4 @@ def build_slitnet(config: SlitNetConfig) -> RedshiftNet:
         msg = f"width {config.width} is too small for {len(config.channels)} pooling stages"
         raise ValueError(msg)
     layers.append(nn.Flatten())
-    return RedshiftNet(nn.Sequential(*layers), BayesianHead(n_in * w, config.head_hidden, config.p_dropout))
+    return RedshiftNet(nn.Sequential(*layers), make_head(n_in * w, config))

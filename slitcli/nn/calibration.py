@@ -48,6 +48,7 @@ from slitcli.evaluation.metrics import (
 )
 from slitcli.io.redshift import half_width
 from slitcli.io.truth import join_truth, read_truth
+from slitcli.nn.layers import PDFHead
 from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, predict_file, snr_scale
 
 __all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "MIN_TAIL_SOURCES", "T_RANGE"]
@@ -210,6 +211,9 @@ def _check_tail_sample(n: int, sample_path, min_snr: float) -> None:
 def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | None = None, tails: bool = True, progress=None) -> CalibrationResult:
     """Fit the temperature (and, if `tails`, the tail shape and SNR power) of `bundle` on a held-out sample file and store them in its card.
 
+    A model with a p(z) head is calibrated by `slitcli.nn.pdf_calibration.calibrate_pdf_model`
+    instead (a temperature on its logits and an SNR power; `tails` does not apply).
+
     Predicts every source with the raw uncertainties (temperature 1), keeps sources with
     SNR_GI >= `min_snr` of the truth (default: the model's training cut), and fits T
     against the sample's Z_TRUE. `bundle.card["calibration"]` is updated in place.
@@ -223,6 +227,10 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     """
     if min_snr is None:
         min_snr = float(bundle.card.get("training", {}).get("config", {}).get("min_snr", 1.0))
+    if isinstance(getattr(getattr(bundle, "model", None), "head", None), PDFHead):
+        from slitcli.nn.pdf_calibration import calibrate_pdf_model
+
+        return calibrate_pdf_model(bundle, sample_path, predict_config, min_snr=min_snr, progress=progress)
     truth = read_truth(sample_path)
     if tails and "SNR_GI" in truth.colnames:  # refuse before the prediction, not after
         _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)

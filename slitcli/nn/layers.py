@@ -1,4 +1,4 @@
-"""Building blocks: Monte Carlo dropout and the Bayesian regression head."""
+"""Building blocks: Monte Carlo dropout, the Bayesian regression head and the p(z) head."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MCDropout", "BayesianHead", "set_mc_dropout", "LOGVAR_MIN", "LOGVAR_MAX"]
+__all__ = ["MCDropout", "BayesianHead", "PDFHead", "make_head", "HEADS", "set_mc_dropout", "LOGVAR_MIN", "LOGVAR_MAX"]
 
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 10.0
 
@@ -65,3 +65,48 @@ class BayesianHead(nn.Module):
         h = self.blocks[2:](h)
         logvar = self.logvar(h).squeeze(-1).clamp(LOGVAR_MIN, LOGVAR_MAX)
         return self.mean(h).squeeze(-1), logvar
+
+
+class PDFHead(nn.Module):
+    """Blocks of [Linear, GELU, MCDropout], then logits of p(t) at `n_bins` nodes of t = ln(1 + z) from 0 to `t_max`.
+
+    The nodes and what is read from their softmax are in `slitcli.nn.pdf`.
+    """
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...], p_dropout: float, n_bins: int, t_max: float):
+        super().__init__()
+        if n_bins < 3 or not t_max > 0:
+            msg = f"a p(z) head needs pdf_bins >= 3 and t_max > 0, got {n_bins} and {t_max}"
+            raise ValueError(msg)
+        layers = []
+        for n_out in hidden:
+            layers += [nn.Linear(n_in, n_out), nn.GELU(), MCDropout(p_dropout)]
+            n_in = n_out
+        self.blocks = nn.Sequential(*layers)
+        self.logits = nn.Linear(n_in, n_bins)
+        self.n_bins, self.t_max = n_bins, float(t_max)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.sampled(self.deterministic(features))
+
+    def deterministic(self, features: torch.Tensor) -> torch.Tensor:
+        """The layers before the first dropout (the first Linear and GELU)."""
+        return self.blocks[:2](features)
+
+    def sampled(self, h: torch.Tensor) -> torch.Tensor:
+        """From the first dropout to the logits [n, n_bins]."""
+        return self.logits(self.blocks[2:](h))
+
+
+#: The heads an architecture can end in: "gaussian" (mean and log-variance of t), "pdf" (p(t) on a grid).
+HEADS = ("gaussian", "pdf")
+
+
+def make_head(n_in: int, config) -> nn.Module:
+    """The head named by `config.head`, from an architecture config's head fields."""
+    if config.head == "gaussian":
+        return BayesianHead(n_in, config.head_hidden, config.p_dropout)
+    if config.head == "pdf":
+        return PDFHead(n_in, config.head_hidden, config.p_dropout, config.pdf_bins, config.t_max)
+    msg = f"unknown head {config.head!r}; known: {', '.join(HEADS)}"
+    raise ValueError(msg)

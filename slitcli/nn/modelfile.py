@@ -112,6 +112,11 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("snr_power", 0.0) or 0.0)
 
     @property
+    def pdf_point(self) -> str:
+        """What a p(z) head's Z is read as: "median" (default) or "mode" (card ``calibration.pdf_point``)."""
+        return str(self.card.get("calibration", {}).get("pdf_point") or "median")
+
+    @property
     def tail_dof(self) -> float:
         """Degrees of freedom of the Student t predictive distribution (inf: Gaussian)."""
         dof = self.card.get("calibration", {}).get("tail_dof")
@@ -215,6 +220,7 @@ CARD_SCHEMA = {
         "hybrid_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
         "ood_disagreement": (False, _positive, "a positive number"),
         "ood_epistemic": (False, _positive, "a positive number"),
+        "pdf_point": (False, lambda v: v in ("median", "mode"), "median or mode"),
         ...: None,
     }, "an object"),
     "training": (False, {

@@ -15,6 +15,13 @@ SNR power p. ZERR / (1 + Z) is the 68.27% half-width in t of a Gaussian or, wher
 calibration chose heavier tails, a Student t of `dof` (ZDOF) degrees of freedom; the
 quantiles are that distribution's, computed in t and censored at z = 0
 (`slitcli.io.redshift.quantiles`; the definitions are in `slitcli.io.redshift`).
+
+A model with a p(z) head (`slitcli.nn.pdf`) predicts a distribution on a grid instead:
+the T passes' softmaxes, of the logits divided by that temperature, are averaged into
+the predictive p(z), and every column is read from it (`slitcli.nn.pdf.summarise_pdf`):
+Z its median (or mode, as the card's ``calibration.pdf_point`` says), ZERR half the
+width of its central 68.27% interval, the quantiles and ODDS its own. ZDOF is then
+meaningless and written as 0; ``--pdf`` writes the mixture itself.
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ from slitcli.io.redshift import (
     source_identity,
 )
 from slitcli.io.samplefile import SampleReader
+from slitcli.io.zpdf import normalise as normalise_pdf
 from slitcli.io.zpdf import predictive_pdf, z_grid
-from slitcli.nn.layers import set_mc_dropout
+from slitcli.nn import pdf
+from slitcli.nn.layers import PDFHead, set_mc_dropout
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
 
-__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_predict_naive", "summarise", "predict_file", "predict_sample", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
+__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_pdf", "chunk_seed", "mc_predict_naive", "summarise", "predict_file", "predict_sample", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
 
 @dataclass(frozen=True)
 class PredictConfig:
@@ -74,6 +83,11 @@ class PredictConfig:
         if self.n_mc < 2:
             msg = f"--n-mc must be >= 2 for an epistemic uncertainty, got {self.n_mc}"
             raise ConfigError(msg)
+
+
+def chunk_seed(seed: int, start: int) -> int:
+    """Torch seed of the dropout masks of the chunk starting at source `start`."""
+    return int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,6 +124,33 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, n_mc: int, chunk_elems: 
         finally:
             set_mc_dropout(model, False)
     return torch.cat(mus), torch.cat(logvars)
+
+
+def mc_pdf(model: torch.nn.Module, x: torch.Tensor, n_mc: int, temperature=1.0, chunk_elems: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A p(z) head's Monte Carlo mixture: node probabilities [n, n_bins] and each pass's mean and variance of t [n_mc, n].
+
+    As `mc_predict`, the backbone and the head's first layer run once; `temperature`
+    (one number or one per source) divides the logits (`slitcli.nn.pdf.mixture`).
+    """
+    model.eval()
+    head = model.head
+    with torch.inference_mode():
+        h = head.deterministic(model.backbone(x))
+        temperature = torch.as_tensor(temperature, dtype=h.dtype, device=h.device)
+        set_mc_dropout(model, True)
+        try:
+            per = max(1, chunk_elems // max(len(h) * head.n_bins, 1))
+            total, means, variances = 0.0, [], []
+            for start in range(0, n_mc, per):
+                k = min(per, n_mc - start)
+                logits = head.sampled(h.repeat(k, 1)).view(k, len(h), -1)
+                total = total + pdf.mixture(logits, temperature) * k
+                mean, var = pdf.pass_moments(logits, head.t_max, temperature)
+                means.append(mean)
+                variances.append(var)
+        finally:
+            set_mc_dropout(model, False)
+    return total / n_mc, torch.cat(means), torch.cat(variances)
 
 
 def mc_predict_naive(model: torch.nn.Module, x: torch.Tensor, n_mc: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,18 +233,26 @@ def predict_sample(
     sources = reader.sources()
     snr_columns = sample_band_columns(reader, bundle.bands[gi])
     grid = z_grid() if config.pdf else None
+    is_pdf = isinstance(model.head, PDFHead)
     for start, sci, err, dq in reader.iter_chunks(config.batch_size):
-        torch.manual_seed(int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0]))
+        torch.manual_seed(chunk_seed(config.seed, start))
         x = torch.from_numpy(normalise(sci, scales)).to(device)
-        mu, logvar = mc_predict(model, x, config.n_mc)
         snr = data_snr(sci, err, dq, gi, snr_columns)
         scale = bundle.temperature * snr_scale(snr, bundle.snr_power)
-        stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), scale, bundle.tail_dof)
+        if is_pdf:
+            probs, mean_t, var_t = mc_pdf(model, x, config.n_mc, torch.from_numpy(np.asarray(scale * np.ones(len(sci)), np.float32)).to(device))
+            probs = probs.double().cpu().numpy()
+            stats = pdf.summarise_pdf(probs, model.head.t_max, mean_t.double().cpu().numpy(), var_t.double().cpu().numpy(), bundle.pdf_point)
+        else:
+            mu, logvar = mc_predict(model, x, config.n_mc)
+            stats = summarise(mu.double().cpu().numpy(), logvar.double().cpu().numpy(), scale, bundle.tail_dof)
         zwarn = data_zwarn(sci, dq, snr)
         zwarn[(stats["Z"] < train_z[0]) | (stats["Z"] > train_z[1])] |= ZWARN_BITS["Z_FITLIMIT"]
         zwarn[stats["ZERR_EPI"] / (1 + stats["Z"]) > config.max_epistemic] |= ZWARN_BITS["LARGE_EPISTEMIC"]
         columns = {**source_identity(sources, start, len(sci)), **stats, "SNR_GI": snr, "ZWARN": zwarn}
-        if config.pdf:
+        if config.pdf and is_pdf:
+            columns["ZPDF"] = normalise_pdf(grid, pdf.density_on(probs, model.head.t_max, grid)).astype(np.float32)
+        elif config.pdf:
             columns["ZPDF"] = predictive_pdf(stats["Z"], stats["ZERR"], grid, bundle.tail_dof).astype(np.float32)
         rows.append(Table(columns))
         if progress:
@@ -224,6 +273,8 @@ def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:
         "SEED": config.seed,
         "TEMPERAT": bundle.temperature,
         "SNRPOWER": bundle.snr_power,
+        # The network's output: "gaussian" (mean and variance of t) or "pdf" (p(t) on a grid, slitcli.nn.pdf).
+        "NETHEAD": "pdf" if isinstance(bundle.model.head, PDFHead) else "gaussian",
         "DEVICE": str(resolve_device(config.device)),
         # Student t degrees of freedom of the predictive distribution; 0 means Gaussian.
         "ZDOF": bundle.tail_dof if np.isfinite(bundle.tail_dof) else 0.0,

@@ -6,6 +6,10 @@
    negative log-likelihood 0.5 (logvar + exp(-logvar) (t - mu)^2) trains the mean and
    the log-variance together.
 
+A p(z) head (``head: pdf`` in the architecture's options, `slitcli.nn.pdf`) is trained
+by its own loss (`TrainConfig.pdf_loss`) in both phases, which then differ only in
+their learning rates; its validation score is that of its median.
+
 Both phases use AdamW and a cosine learning-rate schedule, pick their best epoch by the
 validation sigma_NMAD and stop early after `patience` epochs without improvement:
 the test sample is never seen. Augmentations are drawn afresh every epoch.
@@ -63,8 +67,9 @@ from slitcli.config import to_dict, with_changes
 from slitcli.errors import ConfigError, InputError
 from slitcli.evaluation.metrics import sigma_nmad
 from slitcli.io.files import atomic_output, output_directory
-from slitcli.nn import create_model, distributed
+from slitcli.nn import create_model, distributed, pdf
 from slitcli.nn.augment import AugmentConfig, apply, random_params
+from slitcli.nn.layers import PDFHead
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.registry import model_config
 from slitcli.nn.train_data import TrainData, concat_train_data, load_train_data
@@ -96,6 +101,11 @@ class TrainConfig:
         weighted by stop-gradient(sigma^(2 beta)), so sources with a large predicted
         variance keep pulling the mean. 0 is the paper's plain Gaussian NLL, which on our
         data undoes much of the pre-trained accuracy.
+    pdf_loss : str
+        Loss of a p(z) head (`slitcli.nn.pdf.LOSSES`): "ce" (cross-entropy) or "crps";
+        the same in both phases. The Gaussian head ignores it.
+    label_sigma : float
+        Width in grid nodes of a Gaussian that smooths a p(z) head's two-hot target (0: none).
     min_snr : float
         Train and validate on sources with SNR_GI >= min_snr only (the paper: 1).
     augment : AugmentConfig
@@ -119,6 +129,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 5
     nll_beta: float = 0.5
+    pdf_loss: str = "ce"
+    label_sigma: float = 0.0
     min_snr: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretrain_steps: int = 20000
@@ -127,6 +139,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.pdf_loss not in pdf.LOSSES or self.label_sigma < 0:
+            msg = f"need pdf_loss in {', '.join(pdf.LOSSES)} and label_sigma >= 0, got {self.pdf_loss!r} and {self.label_sigma}"
+            raise ValueError(msg)
         if self.pretrain_steps < 0 or self.finetune_steps < 0 or self.val_every < 1:
             msg = "need pretrain_steps >= 0, finetune_steps >= 0, val_every >= 1"
             raise ValueError(msg)
@@ -141,14 +156,15 @@ def normalise(sci: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def predict_mean(model: torch.nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Deterministic predicted t = ln(1 + z) (dropout off, batch-norm in eval)."""
+    """Deterministic predicted t = ln(1 + z) (dropout off, batch-norm in eval): the mean, or a p(z) head's median."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            mu, _ = model(torch.from_numpy(x[i : i + batch]).to(device))
-            out.append(mu.cpu().numpy())
+            y = model(torch.from_numpy(x[i : i + batch]).to(device))
+            t = pdf.median_t(torch.softmax(y, dim=-1), model.head.t_max) if isinstance(model.head, PDFHead) else y[0]
+            out.append(t.cpu().numpy())
     return np.concatenate(out)
 
 
@@ -156,19 +172,25 @@ def _epoch_seed(seed: int, phase: str, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, PHASES.index(phase), epoch]).generate_state(1)[0])
 
 
-def _loss(phase: str, mu, logvar, t, beta: float = 0.0):
+def _loss(head, phase: str, out, t, config: TrainConfig):
+    """The loss of a batch's network output `out` against true t: by phase for the Gaussian head, `pdf.pdf_loss` for a p(z) head."""
+    if isinstance(head, PDFHead):
+        return pdf.pdf_loss(out, t, head.t_max, config.pdf_loss, config.label_sigma)
+    mu, logvar = out
     if phase == "pretrain":
         return torch.mean((mu - t) ** 2)
     nll = 0.5 * (logvar + torch.exp(-logvar) * (t - mu) ** 2)
-    if beta:
-        nll = nll * torch.exp(beta * logvar).detach()
+    if config.nll_beta:
+        nll = nll * torch.exp(config.nll_beta * logvar).detach()
     return torch.mean(nll)
 
 
 def _start_logvar(model, x: np.ndarray, t: np.ndarray, batch: int = 512) -> None:
     """Start the log-variance output at the pre-trained model's mean squared error on
     training cutouts `x`, so that fine-tuning begins from a sensible variance instead
-    of a random one."""
+    of a random one. A p(z) head has no variance output: nothing to do."""
+    if isinstance(model.head, PDFHead):
+        return
     mse = float(np.mean((predict_mean(model, x, batch) - t) ** 2))
     with torch.no_grad():
         model.head.logvar.weight.zero_()
@@ -560,8 +582,7 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
             if batch is None:
                 continue
             x, t = batch
-            mu, logvar = net(x)
-            loss = _loss(phase, mu, logvar, t, config.nll_beta)
+            loss = _loss(model.head, phase, net(x), t, config)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -618,7 +639,7 @@ def _bundle(model, config, overrides, shape, scales, val_data, init, state, fini
             "width": int(shape[1]),
             "normalisation": "asinh(SCI / scale_e_s[band])",
             "scale_e_s": {b: float(s) for b, s in zip(config.bands, scales)},
-            "target": "t = ln(1 + z); mean and log-variance of t",
+            "target": "t = ln(1 + z); " + ("p(t) at pdf_bins nodes from 0 to t_max (softmax of the logits)" if isinstance(model.head, PDFHead) else "mean and log-variance of t"),
         },
         "calibration": {"temperature": 1.0, "fitted_on": None},
         "training": {

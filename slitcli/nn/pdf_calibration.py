@@ -1,0 +1,177 @@
+"""Calibration of a p(z) head: a temperature on the logits, checked by the PIT.
+
+For a network that predicts p(z) on a grid (`slitcli.nn.pdf`), the calibration divides
+every Monte Carlo pass's logits by ``T (SNR_GI / 3)^p`` before the softmax (T > 1
+widens, T < 1 narrows; the SNR factor as `slitcli.nn.predict.snr_scale`). It is fitted on
+held-out sources through the probability integral transform, PIT = CDF(z_true): for a
+calibrated PDF the PIT is uniform, and the central c-interval holds the truth exactly
+when |2 PIT - 1| <= c. So the objective is the Gaussian head's (`slitcli.nn.calibration`)
+with that event in place of the Gaussian interval's:
+
+    T(p) = argmin_T  mean over c of (coverage(c) - c)^2,   c = 0.10, 0.11, ..., 0.99,
+
+first on a coarse log grid of T (`COARSE`, steps of 41%) for each SNR power p in
+`POWERS`; p is the one whose 68.27% and 95.45% intervals then hold best on average over
+the SNR bins (as the Gaussian head's shape is chosen), and its T is refined twice on
+grids of 7 points between the neighbours of the best (steps of 6%, then 1%). Each stage
+runs the sample through the network once more with predict's seeds (the same dropout
+masks, so the same logits): the softmaxes, not the network, are the cost.
+
+Z is the PDF's median or mode: the one with the lower sigma_NMAD on the sample at T = 1
+is written to the card as ``pdf_point``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slitcli.errors import InputError
+from slitcli.evaluation.metrics import DEFAULT_LEVELS, sigma_nmad
+from slitcli.io.samplefile import SampleReader
+from slitcli.io.truth import join_truth, read_truth
+from slitcli.nn import pdf
+from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS, CalibrationResult
+from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, chunk_seed, predict_file, resolve_device, snr_scale
+from slitcli.nn.train import normalise
+
+__all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "calibrate_pdf_model"]
+
+#: The first, coarse grid of logit temperatures.
+COARSE = np.geomspace(0.25, 4.0, 9)
+#: SNR powers searched.
+POWERS = (-0.5, -0.25, 0.0, 0.25, 0.5)
+
+
+def pit_objective(pit: np.ndarray, levels=DEFAULT_LEVELS) -> np.ndarray:
+    """Mean over `levels` of (coverage(c) - c)^2, coverage(c) = fraction with |2 PIT - 1| <= c; over the last axis of `pit`."""
+    levels = np.asarray(levels, np.float64)
+    r = np.sort(np.abs(2.0 * np.asarray(pit, np.float64) - 1.0), axis=-1)
+    cov = np.stack([np.searchsorted(row, levels, side="right") for row in r.reshape(-1, r.shape[-1])]) / r.shape[-1]
+    return np.mean((cov - levels) ** 2, axis=-1).reshape(r.shape[:-1])
+
+
+def pit_ks(pit: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of the PIT values from the uniform distribution."""
+    p = np.sort(np.asarray(pit, np.float64))
+    n = p.size
+    i = np.arange(1, n + 1)
+    return float(max(np.max(i / n - p), np.max(p - (i - 1) / n)))
+
+
+def _binned(pit: np.ndarray, snr: np.ndarray) -> float:
+    scores = [pit_objective(pit[(snr >= lo) & (snr < hi)], PUBLISHED_LEVELS) for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:], strict=True) if np.count_nonzero((snr >= lo) & (snr < hi)) >= 10]
+    return float(np.mean(scores)) if scores else float(pit_objective(pit, PUBLISHED_LEVELS))
+
+
+def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndarray, snr: np.ndarray, powers, temperatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PIT [len(powers), n_T, n] of the sources at `rows` for each power and its row of `temperatures` [len(powers), n_T], and their Z at T = 1 as median and mode [2, n]."""
+    device = resolve_device(predict_config.device)
+    model = bundle.model.to(device)
+    head = model.head
+    t_nodes = pdf.nodes(head.n_bins, head.t_max)
+    where = np.full(int(rows.max()) + 1, -1)
+    where[rows] = np.arange(rows.size)
+    pits = np.zeros((*np.shape(temperatures), rows.size))
+    points = np.zeros((len(pdf.POINTS), rows.size))
+    with SampleReader(sample_path, bundle.bands, bundle.shape) as reader:
+        for start, sci, _err, _dq in reader.iter_chunks(predict_config.batch_size):
+            # As predict_sample: the same seed per chunk, so the same dropout masks.
+            torch.manual_seed(chunk_seed(predict_config.seed, start))
+            idx = np.arange(start, min(start + len(sci), where.size))
+            keep = idx[where[idx] >= 0]
+            if keep.size == 0:
+                continue
+            k = where[keep]
+            x = torch.from_numpy(normalise(sci, bundle.scales)).to(device)
+            logits = _mc_logits(model, x, predict_config.n_mc)[:, keep - start]
+            probs = pdf.mixture(logits).double().cpu().numpy()
+            mean_t, var_t = (a.double().cpu().numpy() for a in pdf.pass_moments(logits, head.t_max))
+            for j, point in enumerate(pdf.POINTS):
+                points[j, k] = pdf.summarise_pdf(probs, head.t_max, mean_t, var_t, point)["Z"]
+            for i, power in enumerate(powers):
+                scale = torch.from_numpy(snr_scale(snr[k], power).astype(np.float32)).to(device)
+                for j, temperature in enumerate(temperatures[i]):
+                    cdf = pdf.node_cdf(pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy())
+                    pits[i, j, k] = pdf.cdf_at(cdf, t_nodes, t_true[k])
+    return pits, points
+
+
+def _mc_logits(model, x, n_mc):
+    from slitcli.nn.layers import set_mc_dropout
+
+    model.eval()
+    with torch.inference_mode():
+        h = model.head.deterministic(model.backbone(x))
+        set_mc_dropout(model, True)
+        try:
+            return model.head.sampled(h.repeat(n_mc, 1)).view(n_mc, len(h), -1)
+        finally:
+            set_mc_dropout(model, False)
+
+
+def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, progress=None) -> CalibrationResult:
+    """Fit the logit temperature and SNR power of a p(z) model on a held-out sample file, and its point estimate; store them in its card.
+
+    Returns a `CalibrationResult` whose errors are the PIT objective (RMS of coverage
+    minus confidence) before (T = 1) and after; the card also keeps the PIT's KS distance
+    before and after (``pit_ks_before``, ``pit_ks_after``).
+
+    Raises
+    ------
+    InputError
+        Fewer than `MIN_TAIL_SOURCES` sources above `min_snr` (naming the sample file), or a
+        truth that does not match the sample.
+    """
+    truth = read_truth(sample_path)
+    kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k.startswith("template_")}
+    bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
+    pred = predict_file(bundle, sample_path, predict_config, progress=progress)
+    pred["ROW"] = np.arange(len(pred))
+    pred["SNR_DATA"] = pred["SNR_GI"]
+    try:
+        joined = join_truth(pred, truth)
+    except ValueError as err:
+        raise InputError(f"{sample_path}: {err}") from None
+    if "SNR_GI" in joined.colnames:
+        joined = joined[np.asarray(joined["SNR_GI"]) >= min_snr]
+    if len(joined) < MIN_TAIL_SOURCES:
+        msg = f"{sample_path}: calibrating a p(z) head needs at least {MIN_TAIL_SOURCES} sources with SNR_GI >= {min_snr:g}, got {len(joined)}"
+        raise InputError(msg)
+    rows, z_true, snr = np.asarray(joined["ROW"]), np.asarray(joined["Z_TRUE"], float), np.asarray(joined["SNR_DATA"], float)
+    powers = list(POWERS)
+    pits, points = _pits(bundle, sample_path, predict_config, rows, np.log1p(z_true), snr, powers, np.tile(COARSE, (len(powers), 1)))
+    best_j = [int(np.argmin(pit_objective(pits[i]))) for i in range(len(powers))]
+    i = int(np.argmin([_binned(pits[i, best_j[i]], snr) for i in range(len(powers))]))
+    power, grid, j = powers[i], COARSE, best_j[i]
+    before = pits[powers.index(0.0), int(np.argmin(np.abs(np.log(COARSE))))]
+    for _ in range(2):  # refine T between the neighbours of the best point
+        lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
+        grid = np.geomspace(lo, hi, 7)
+        pit_p = _pits(bundle, sample_path, predict_config, rows, np.log1p(z_true), snr, [power], grid[None, :])[0][0]
+        j = int(np.argmin(pit_objective(pit_p)))
+    after = pit_p[j]
+    nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
+    result = CalibrationResult(float(grid[j]), np.inf, float(power), float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
+    bundle.card["calibration"] = {
+        **kept,
+        "temperature": result.temperature,
+        "tail_dof": None,
+        "snr_power": result.snr_power,
+        "snr_pivot": SNR_PIVOT,
+        "snr_clip": list(SNR_CLIP),
+        "pdf_point": pdf.POINTS[int(np.argmin(nmad))],
+        "pdf_point_sigma_nmad": {p: float(v) for p, v in zip(pdf.POINTS, nmad, strict=True)},
+        "fitted_on": result.sample,
+        "n": result.n,
+        "min_snr": min_snr,
+        "calibration_error_before": result.error_before,
+        "calibration_error_after": result.error_after,
+        "pit_ks_before": pit_ks(before),
+        "pit_ks_after": pit_ks(after),
+        "n_mc": predict_config.n_mc,
+        "seed": predict_config.seed,
+    }
+    return result
