@@ -29,12 +29,15 @@ prior picks the basin, the template fit places the line within it; the quantiles
 ZERR come from the posterior as for every catalogue
 (`slitcli.io.redshift`); ``ZAGREE`` = p_CNN at the template's best redshift over p_CNN's
 peak (1: the routes agree; near 0: the template's best fit is one the CNN excludes),
-``Z_CNN`` and ``ZERR_CNN`` are the prior's. ``OODSCORE`` (`ood_score`) > 1 sets the
+``Z_CNN`` and ``ZERR_CNN`` are the prior's. A network with a p(z) head (`slitcli.nn.pdf`)
+gives its own PDF as the prior, widened by tempering (`_prior`). ``OODSCORE`` (`ood_score`) > 1 sets the
 ZWARN bit ``UNLIKE_TRAINING``: the routes disagree beyond the network's error, or its
 dropout passes disagree, more than for 96% of held-out sources like its training data.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from dataclasses import dataclass
 
@@ -211,10 +214,31 @@ def search_chi2(chi2_fn, t_grid: np.ndarray, npix: int, prior_t: np.ndarray, fit
 def _prior(rows, z_grid: np.ndarray, dof: float, widen=1.0) -> np.ndarray:
     """The CNN's predictive densities in t [n, n_grid] on `z_grid`, their widths times `widen`.
 
-    Density in t: per unit z times dz/dt = 1 + z; uncensored (the catalogue's PDF puts the
-    mass below z = 0 in a spike at z = 0, which would pull the posterior's mode there).
+    Density in t: per unit z times dz/dt = 1 + z. A Gaussian head's is that of Z, ZERR,
+    uncensored (the catalogue's PDF puts the mass below z = 0 in a spike at z = 0, which
+    would pull the posterior's mode there). A p(z) head's is its own PDF (the rows'
+    ``ZPDF`` on `z_grid`, `cnn_rows`), widened by tempering, p^(1 / widen^2) renormalised:
+    for a Gaussian, exactly its width times `widen`.
     """
-    return predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]) * widen, z_grid, dof, censor=False) * (1.0 + z_grid)
+    if "ZPDF" not in rows.colnames:
+        return predictive_pdf(np.asarray(rows["Z"]), np.asarray(rows["ZERR"]) * widen, z_grid, dof, censor=False) * (1.0 + z_grid)
+    density = np.asarray(rows["ZPDF"], np.float64) * (1.0 + z_grid)
+    w = np.broadcast_to(np.asarray(widen, np.float64), (len(density),))
+    if np.any(w != 1.0):
+        density = density ** (1.0 / w**2)[:, None]
+        area = np.trapezoid(density, np.log1p(z_grid), axis=1)
+        density = density / np.where(area > 0, area, 1.0)[:, None]
+    return density
+
+
+def cnn_rows(bundle, reader, predict_config, t_grid: np.ndarray) -> Table:
+    """The CNN's catalogue rows of the whole sample; for a p(z) head with its PDF on the template grid `t_grid` (column ``ZPDF``), the prior."""
+    from slitcli.nn.layers import PDFHead
+    from slitcli.nn.predict import predict_sample
+
+    if isinstance(bundle.model.head, PDFHead):
+        return predict_sample(bundle, reader, dataclasses.replace(predict_config, pdf=True), pdf_grid=np.expm1(t_grid))
+    return predict_sample(bundle, reader, predict_config)
 
 
 def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig, config: HybridConfig, bands=("GV", "GI"), *, batch_size: int = 64, progress=None, cnn: Table | None = None):
@@ -229,9 +253,7 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     ``LITTLE_COVERAGE``; its prior is `population_prior`, never widened). `cnn`: the CNN's
     rows of the whole sample, when already predicted.
     """
-    from slitcli.nn.predict import predict_sample
-
-    cnn = predict_sample(bundle, reader, predict_config) if cnn is None else cnn
+    cnn = cnn_rows(bundle, reader, predict_config, fit_config.grid()) if cnn is None else cnn
     models = FileModels.from_reader(reader, fit_config, bands)
     z_grid = np.expm1(models.t_grid)
     for start, sci, err, dq in reader.iter_chunks(batch_size):
@@ -314,10 +336,8 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     """
     fit_config = fit_config or TemplateFitConfig()
     t_grid = fit_config.grid()
-    from slitcli.nn.predict import predict_sample
-
     t_all = true_t(reader)
-    cnn_all = predict_sample(bundle, reader, predict_config)  # once, for both passes
+    cnn_all = cnn_rows(bundle, reader, predict_config, t_grid)  # once, for both passes
     if fixed is not None:
         return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, fixed, t_all, cnn_all, min_snr, progress, 0)
     rows, bright_searches, bright_t, bright_snr = [], [], [], []

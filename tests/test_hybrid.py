@@ -150,3 +150,43 @@ def test_a_spectrum_cut_off_by_the_detector_gets_the_population_prior(tmp_path):
     lo, hi = search_range(prior[0], T_GRID, config)
     assert searches[0].known[0] <= lo and searches[0].known[-1] >= hi and hi - lo > 0.8 * T_GRID.size
     assert not np.allclose(prior[1] / prior[1].max(), nz_prior_t(T_GRID, 1.7, 0.35) / nz_prior_t(T_GRID, 1.7, 0.35).max())
+
+
+def test_a_pdf_head_s_prior_is_its_own_pdf_widened_by_tempering():
+    from slitcli.hybrid import _prior
+    from slitcli.io.zpdf import predictive_pdf
+
+    z_grid = np.expm1(T_GRID)
+    z, zerr = np.array([0.4, 1.1]), np.array([0.01, 0.03])
+    gaussian = Table({"Z": z, "ZERR": zerr})
+    own = Table({"Z": z, "ZERR": zerr, "ZPDF": predictive_pdf(z, zerr, z_grid, censor=False)})
+    np.testing.assert_allclose(_prior(own, z_grid, np.inf), _prior(gaussian, z_grid, np.inf), rtol=1e-9, atol=1e-9)
+    # Tempering p^(1/w^2) widens a Gaussian by w, as the Gaussian head's prior is widened.
+    widened = _prior(own, z_grid, np.inf, widen=2.5)
+    np.testing.assert_allclose(widened, _prior(gaussian, z_grid, np.inf, widen=2.5), rtol=1e-6, atol=1e-6 * widened.max())
+    np.testing.assert_allclose(np.trapezoid(widened, T_GRID, axis=1), 1.0, rtol=1e-9)
+
+
+def test_predict_hybrid_with_a_pdf_head(tmp_path):
+    for name, n, seed in (("train", 16, 21), ("val", 8, 22), ("s", 4, 23)):
+        assert invoke("simulate", "-n", n, "--seed", seed, "-q", "-o", tmp_path / f"{name}.fits").exit_code == 0
+    (tmp_path / "train.yaml").write_text(
+        "train:\n  pretrain_epochs: 1\n  finetune_epochs: 0\n  batch_size: 8\n  min_snr: 0.0\n"
+        "model:\n  rows: 8\n  channels: [4, 4]\n  kernels: [3, 3]\n  head_hidden: [8]\n  head: pdf\n"
+    )
+    result = invoke("train", tmp_path / "train.fits", "--val", tmp_path / "val.fits", "--config", tmp_path / "train.yaml", "-o", tmp_path / "m", "-q")
+    assert result.exit_code == 0, result.output
+    result = invoke("predict", tmp_path / "s.fits", "-m", tmp_path / "m", "--method", "hybrid", "--n-mc", 4, "-o", tmp_path / "z.fits", "-q")
+    assert result.exit_code == 0, result.output
+    table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
+    assert "ZPDF" not in table.colnames and np.all(np.isfinite(table["Z"])) and np.all(table["ZERR_CNN"] > 0)
+    from slitcli.hybrid import cnn_rows
+    from slitcli.io.samplefile import SampleReader
+    from slitcli.nn.modelfile import load_model
+    from slitcli.nn.predict import PredictConfig
+
+    bundle = load_model(tmp_path / "m")
+    with SampleReader(tmp_path / "s.fits", bundle.bands, bundle.shape) as reader:
+        rows = cnn_rows(bundle, reader, PredictConfig(n_mc=4), T_GRID)
+    assert rows["ZPDF"].shape == (4, T_GRID.size)  # the prior is the head's own PDF on the template grid
+    np.testing.assert_allclose(np.asarray(table["Z_CNN"]), np.asarray(rows["Z"]))

@@ -3,9 +3,9 @@
 A p(z) head (`slitcli.nn.layers.PDFHead`) outputs logits over `n_bins` nodes
 t_k = k dt, k = 0 .. n_bins - 1, dt = t_max / (n_bins - 1). Their softmax gives each
 node's probability P_k, read as a piecewise-linear density in t with value P_k / dt at
-node k (hat functions; `node_density`). Its CDF is the trapezoid rule's, so quantiles,
-and the median, fall between nodes: a line placed to a fraction of a node keeps that
-fraction.
+node k (hat functions; `node_density`). Its CDF is quadratic between nodes and the
+quantiles, the median among them, are solved for exactly (`cdf_quantiles`): a line
+placed to a fraction of a node keeps that fraction.
 
 Training targets the "two-hot" distribution of the true t (weight 1 - f on the node
 below it, f on the one above, f = (t - t_k) / dt: its mean is t itself), optionally
@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS
 
-__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "mixture", "pass_moments", "node_density", "node_cdf", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
+__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "mixture", "pass_moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
 
 LOSSES = ("ce", "crps")
 #: What Z is read as from the PDF.
@@ -74,10 +74,10 @@ def pdf_loss(logits: torch.Tensor, t: torch.Tensor, t_max: float, kind: str = "c
 
 
 def median_t(probs: torch.Tensor, t_max: float) -> torch.Tensor:
-    """Median in t of node probabilities [n, n_bins] (trapezoid CDF, interpolated linearly)."""
+    """Median in t of node probabilities [n, n_bins] (CDF at the nodes interpolated linearly: the validation score's, within a fraction of a node of `cdf_quantiles`'s)."""
     n_bins = probs.shape[-1]
     dt = t_max / (n_bins - 1)
-    cdf = torch.cumsum(probs, dim=-1) - 0.5 * probs - 0.5 * probs[:, :1]  # the trapezoid CDF at each node (`node_cdf`)
+    cdf = torch.cumsum(probs, dim=-1) - 0.5 * probs - 0.5 * probs[:, :1]  # the CDF at each node
     cdf = cdf / cdf[:, -1:].clamp(min=1e-30)
     k = torch.searchsorted(cdf.contiguous(), torch.full((len(cdf), 1), 0.5, dtype=cdf.dtype, device=cdf.device)).clamp(1, n_bins - 1)
     lo, hi = cdf.gather(-1, k - 1), cdf.gather(-1, k)
@@ -112,40 +112,44 @@ def node_density(probs: np.ndarray, t_max: float) -> np.ndarray:
     return np.asarray(probs, np.float64) * ((probs.shape[-1] - 1) / t_max)
 
 
-def node_cdf(probs: np.ndarray) -> np.ndarray:
-    """Trapezoid CDF at the nodes [n, n_bins], scaled to end at 1."""
+def _cells(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node probabilities scaled so that the piecewise-linear density integrates to 1 (a cell's mass is the mean of its ends), and the CDF at the nodes."""
     p = np.asarray(probs, np.float64)
-    cdf = np.cumsum(p, axis=-1) - 0.5 * p - 0.5 * p[..., :1]
-    return cdf / np.where(cdf[..., -1:] > 0, cdf[..., -1:], 1.0)
+    area = p.sum(-1, keepdims=True) - 0.5 * (p[..., :1] + p[..., -1:])
+    p = p / np.where(area > 0, area, 1.0)
+    return p, np.cumsum(p, axis=-1) - 0.5 * p - 0.5 * p[..., :1]
 
 
-def cdf_quantiles(cdf: np.ndarray, t_nodes: np.ndarray, levels) -> np.ndarray:
-    """Quantiles in t [n, len(levels)] of CDFs at the nodes [n, n_bins], interpolated linearly (vectorised)."""
+def cdf_quantiles(probs: np.ndarray, t_nodes: np.ndarray, levels) -> np.ndarray:
+    """Quantiles in t [n, len(levels)] of node probabilities [n, n_bins]: exact for the piecewise-linear density."""
+    p, cdf = _cells(probs)
     levels = np.atleast_1d(np.asarray(levels, np.float64))
-    k = np.clip((cdf[:, :, None] < levels[None, None, :]).sum(axis=1), 1, cdf.shape[1] - 1)  # [n, L]
+    k = np.clip((cdf[:, :, None] < levels[None, None, :]).sum(axis=1) - 1, 0, cdf.shape[1] - 2)  # [n, L]: the cell
     rows = np.arange(len(cdf))[:, None]
-    lo, hi = cdf[rows, k - 1], cdf[rows, k]
-    frac = np.clip((levels[None, :] - lo) / np.maximum(hi - lo, 1e-300), 0.0, 1.0)
-    return t_nodes[k - 1] + frac * (t_nodes[k] - t_nodes[k - 1])
+    # Within a cell the CDF is F_k + p_k s + (p_k+1 - p_k) s^2 / 2, s in [0, 1]: solve for s.
+    r = np.maximum(levels[None, :] - cdf[rows, k], 0.0)
+    a, b = 0.5 * (p[rows, k + 1] - p[rows, k]), p[rows, k]
+    root = b + np.sqrt(np.maximum(b * b + 4.0 * a * r, 0.0))
+    s_cell = np.clip(np.divide(2.0 * r, root, out=np.zeros_like(r), where=root > 0), 0.0, 1.0)
+    return t_nodes[k] + s_cell * (t_nodes[1] - t_nodes[0])
 
 
-def cdf_at(cdf: np.ndarray, t_nodes: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Each row's CDF [n, n_bins] at its own t [n] (linear between nodes; 0 and 1 beyond the grid)."""
+def cdf_at(probs: np.ndarray, t_nodes: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each row's CDF (node probabilities [n, n_bins], piecewise-linear density) at its own t [n]; 0 and 1 beyond the grid."""
+    p, cdf = _cells(probs)
     t = np.asarray(t, np.float64)
-    dt = t_nodes[1] - t_nodes[0]
-    u = np.clip(t / dt, 0.0, len(t_nodes) - 1.0)
+    u = np.clip(t / (t_nodes[1] - t_nodes[0]), 0.0, len(t_nodes) - 1.0)
     k = np.minimum(np.floor(u).astype(int), len(t_nodes) - 2)
-    rows = np.arange(len(cdf))
-    out = cdf[rows, k] + (u - k) * (cdf[rows, k + 1] - cdf[rows, k])
+    s_cell, rows = u - k, np.arange(len(cdf))
+    out = cdf[rows, k] + p[rows, k] * s_cell + 0.5 * (p[rows, k + 1] - p[rows, k]) * s_cell**2
     return np.where(t < 0, 0.0, np.where(t > t_nodes[-1], 1.0, out))
 
 
 def summarise_pdf(probs: np.ndarray, t_max: float, mean_t: np.ndarray, var_t: np.ndarray, point: str = "median") -> dict:
     """Catalogue columns from the mixture's node probabilities [n, n_bins] and each pass's moments [T, n] (module docstring)."""
     t_nodes = nodes(probs.shape[-1], t_max)
-    cdf = node_cdf(probs)
     levels = np.array([*QUANTILES.values(), *SIGMA_LEVELS])
-    q = cdf_quantiles(cdf, t_nodes, levels)
+    q = cdf_quantiles(probs, t_nodes, levels)
     if point == "median":
         t_best = q[:, list(QUANTILES).index("Z500")]
     elif point == "mode":
@@ -159,7 +163,7 @@ def summarise_pdf(probs: np.ndarray, t_max: float, mean_t: np.ndarray, var_t: np
     out["ZERR_EPI"] = (1 + z) * np.asarray(mean_t, np.float64).std(axis=0, ddof=1)
     out["ZERR_ALE"] = (1 + z) * np.sqrt(np.asarray(var_t, np.float64).mean(axis=0))
     out.update({name: np.expm1(q[:, i]) for i, name in enumerate(QUANTILES)})
-    out["ODDS"] = cdf_at(cdf, t_nodes, t_best + np.log1p(ODDS_WIDTH)) - cdf_at(cdf, t_nodes, t_best + np.log1p(-ODDS_WIDTH))
+    out["ODDS"] = cdf_at(probs, t_nodes, t_best + np.log1p(ODDS_WIDTH)) - cdf_at(probs, t_nodes, t_best + np.log1p(-ODDS_WIDTH))
     return out
 
 

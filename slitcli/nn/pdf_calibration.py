@@ -10,10 +10,10 @@ with that event in place of the Gaussian interval's:
 
     T(p) = argmin_T  mean over c of (coverage(c) - c)^2,   c = 0.10, 0.11, ..., 0.99,
 
-first on a coarse log grid of T (`COARSE`, steps of 41%) for each SNR power p in
-`POWERS`; p is the one whose 68.27% and 95.45% intervals then hold best on average over
-the SNR bins (as the Gaussian head's shape is chosen), and its T is refined twice on
-grids of 7 points between the neighbours of the best (steps of 6%, then 1%). Each stage
+for each SNR power p in `POWERS` first on a coarse log grid of T (`COARSE`, steps of
+41%), then on 7 points between the neighbours of the best (steps of 6%); p is the one
+whose 68.27% and 95.45% intervals then hold best on average over the SNR bins (as the
+Gaussian head's shape is chosen), and its T is refined once more (steps of 1%). Each stage
 runs the sample through the network once more with predict's seeds (the same dropout
 masks, so the same logits): the softmaxes, not the network, are the cost.
 
@@ -37,7 +37,7 @@ from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS,
 from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, chunk_seed, predict_file, resolve_device, snr_scale
 from slitcli.nn.train import normalise
 
-__all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "calibrate_pdf_model"]
+__all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "fit_logit_temperature", "calibrate_pdf_model"]
 
 #: The first, coarse grid of logit temperatures.
 COARSE = np.geomspace(0.25, 4.0, 9)
@@ -94,9 +94,31 @@ def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndar
             for i, power in enumerate(powers):
                 scale = torch.from_numpy(snr_scale(snr[k], power).astype(np.float32)).to(device)
                 for j, temperature in enumerate(temperatures[i]):
-                    cdf = pdf.node_cdf(pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy())
-                    pits[i, j, k] = pdf.cdf_at(cdf, t_nodes, t_true[k])
+                    pits[i, j, k] = pdf.cdf_at(pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy(), t_nodes, t_true[k])
     return pits, points
+
+
+def fit_logit_temperature(pits_of, snr: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """The search of the module docstring: (T, p, PIT at T = 1 and p = 0, PIT at the fit).
+
+    `pits_of(powers, temperatures)` gives the PIT [len(powers), n_T, n] of every source for
+    each power and its row of `temperatures` [len(powers), n_T]; `snr` [n] picks the power.
+    """
+    powers = list(POWERS)
+    coarse = pits_of(powers, np.tile(COARSE, (len(powers), 1)))
+    before = coarse[powers.index(0.0), int(np.argmin(np.abs(np.log(COARSE))))]
+    j = [int(np.argmin(pit_objective(coarse[i]))) for i in range(len(powers))]
+    # Each power's T refined once (steps of 6%) before the powers are compared: on the
+    # coarse grid a wrong power can make up for T's 41% steps.
+    grids = np.stack([np.geomspace(COARSE[max(j[i] - 1, 0)], COARSE[min(j[i] + 1, len(COARSE) - 1)], 7) for i in range(len(powers))])
+    fine = pits_of(powers, grids)
+    j = [int(np.argmin(pit_objective(fine[i]))) for i in range(len(powers))]
+    i = int(np.argmin([_binned(fine[i, j[i]], snr) for i in range(len(powers))]))
+    power, grid, j = powers[i], grids[i], j[i]
+    grid = np.geomspace(grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)], 7)  # and once more (1%)
+    finest = pits_of([power], grid[None, :])[0]
+    j = int(np.argmin(pit_objective(finest)))
+    return float(grid[j]), float(power), before, finest[j]
 
 
 def _mc_logits(model, x, n_mc):
@@ -141,20 +163,18 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
         msg = f"{sample_path}: calibrating a p(z) head needs at least {MIN_TAIL_SOURCES} sources with SNR_GI >= {min_snr:g}, got {len(joined)}"
         raise InputError(msg)
     rows, z_true, snr = np.asarray(joined["ROW"]), np.asarray(joined["Z_TRUE"], float), np.asarray(joined["SNR_DATA"], float)
-    powers = list(POWERS)
-    pits, points = _pits(bundle, sample_path, predict_config, rows, np.log1p(z_true), snr, powers, np.tile(COARSE, (len(powers), 1)))
-    best_j = [int(np.argmin(pit_objective(pits[i]))) for i in range(len(powers))]
-    i = int(np.argmin([_binned(pits[i, best_j[i]], snr) for i in range(len(powers))]))
-    power, grid, j = powers[i], COARSE, best_j[i]
-    before = pits[powers.index(0.0), int(np.argmin(np.abs(np.log(COARSE))))]
-    for _ in range(2):  # refine T between the neighbours of the best point
-        lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
-        grid = np.geomspace(lo, hi, 7)
-        pit_p = _pits(bundle, sample_path, predict_config, rows, np.log1p(z_true), snr, [power], grid[None, :])[0][0]
-        j = int(np.argmin(pit_objective(pit_p)))
-    after = pit_p[j]
+    t_true = np.log1p(z_true)
+    points = []
+
+    def pits_of(powers, temperatures):
+        pits, pts = _pits(bundle, sample_path, predict_config, rows, t_true, snr, powers, temperatures)
+        points.append(pts)
+        return pits
+
+    temperature, power, before, after = fit_logit_temperature(pits_of, snr)
+    points = points[0]
     nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
-    result = CalibrationResult(float(grid[j]), np.inf, float(power), float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
+    result = CalibrationResult(temperature, np.inf, power, float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
     bundle.card["calibration"] = {
         **kept,
         "temperature": result.temperature,

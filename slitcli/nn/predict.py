@@ -218,8 +218,12 @@ def predict_sample(
     config: PredictConfig,
     *,
     progress: Callable[[int, int], None] | None = None,
+    pdf_grid: np.ndarray | None = None,
 ) -> Table:
     """Predict every source of an open sample: a `SampleReader`, or a `slitcli.fields.field_sample.FieldSample`.
+
+    With `config.pdf`, the column ``ZPDF`` holds each PDF on `pdf_grid` (redshifts; default
+    `slitcli.io.zpdf.z_grid`).
 
     Bad pixels (non-finite SCI, ERR <= 0 or non-finite) are flagged and neutralised on
     reading (`slitcli.io.samplefile.mask_bad_pixels`); ``meta["NBADPIX"]`` counts them.
@@ -232,7 +236,7 @@ def predict_sample(
     rows = []
     sources = reader.sources()
     snr_columns = sample_band_columns(reader, bundle.bands[gi])
-    grid = z_grid() if config.pdf else None
+    grid = (z_grid() if pdf_grid is None else np.asarray(pdf_grid, np.float64)) if config.pdf else None
     is_pdf = isinstance(model.head, PDFHead)
     for start, sci, err, dq in reader.iter_chunks(config.batch_size):
         torch.manual_seed(chunk_seed(config.seed, start))

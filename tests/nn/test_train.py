@@ -103,3 +103,18 @@ def test_zero_finetune_epochs_gives_the_deterministic_model():
     # Its variance output is the training mean squared error, the same for every input.
     head = bundle.model.head.logvar
     assert float(head.weight.detach().abs().max()) == 0.0 and float(head.bias.detach()) < np.log(0.5)
+
+
+def test_pdf_head_places_the_line_finer_than_the_gaussian_head():
+    """The same network and budget as test_tiny_model_learns_line_position, ending in a p(z) head."""
+    from slitcli.nn import pdf
+    from slitcli.nn.predict import mc_pdf
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(pretrain_epochs=25, finetune_epochs=5, batch_size=32, lr=3e-3, finetune_lr=1e-3, patience=25, min_snr=0, augment=NO_AUGMENT, seed=1)
+    bundle = train(line_data(1024, 0), line_data(256, 1), cfg, {**TINY, "head": "pdf", "pdf_bins": 200, "t_max": 0.742})
+    test = line_data(512, 2)
+    probs, mean_t, var_t = mc_pdf(bundle.model, torch.from_numpy(normalise(test.sci, bundle.scales)), n_mc=100)
+    z_pred = pdf.summarise_pdf(probs.double().numpy(), 0.742, mean_t.double().numpy(), var_t.double().numpy())["Z"]
+    # Measured: 0.0014, against the Gaussian head's 0.0094 (one pixel is 0.019 in z).
+    assert sigma_nmad(z_pred, test.z) < 0.004
