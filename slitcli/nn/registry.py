@@ -24,7 +24,7 @@ def register_model(name: str, config_cls: type):
 
 
 def _registry() -> dict[str, tuple[type, Callable]]:
-    from slitcli.nn import architectures  # noqa: F401  (registers the built-in architectures)
+    from slitcli.nn import architectures, zoo  # noqa: F401  (register the built-in architectures)
 
     return _REGISTRY
 

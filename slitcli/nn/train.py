@@ -336,7 +336,7 @@ def _new_model(config, model_overrides, shape, device, init, default_scales):
     torch.manual_seed(config.seed)
     overrides = dict(model_overrides or {})
     overrides.setdefault("in_channels", len(config.bands))
-    if config.architecture == "slitnet":
+    if {"height", "width"} <= {f.name for f in dataclasses.fields(model_config(config.architecture))}:
         overrides.setdefault("height", shape[0])
         overrides.setdefault("width", shape[1])
     device = torch.device(device)
