@@ -6,7 +6,8 @@ Run: python benchmarks/predict.py [--model DIR] [-n 256] [--threads N] [--sample
 Uses the shipped default model (or --model) on random cutouts of its input size: the
 timing does not depend on the pixel values. T = 1 is a single (dropout-sampled) pass.
 "Backbone once" runs the backbone and the head's first layer (before its first dropout)
-once per source and samples only the rest of the head (`slitcli.nn.predict.mc_predict`).
+once per source and samples only the rest of the head (`slitcli.nn.predict.mc_predict`;
+for a model with a p(z) head `mc_pdf`, whose softmaxes over the grid are part of each pass).
 
 With --sample, also end to end on that sample file at T = 100: `slitcli predict FILE`
 as a fresh process (start-up, imports, model loading, reading and writing included), and
@@ -25,7 +26,8 @@ from pathlib import Path
 import torch
 
 from slitcli.nn.modelfile import load_model
-from slitcli.nn.predict import mc_predict, mc_predict_naive
+from slitcli.nn.layers import PDFHead, set_mc_dropout
+from slitcli.nn.predict import mc_pdf, mc_predict, mc_predict_naive
 
 
 def rate(fn, x, n_mc, repeat=2):
@@ -52,12 +54,24 @@ def main():
     x = torch.randn(args.n, len(bundle.bands), *bundle.shape)
     print(f"model {bundle.name} ({bundle.card['architecture']}), {args.n} sources of {len(bundle.bands)} x {bundle.shape[0]} x {bundle.shape[1]}, {torch.get_num_threads()} threads")
     print(f"{'T':>4}  {'backbone once [src/s]':>22}  {'T full passes [src/s]':>22}  {'speed-up':>8}")
+    sampled, naive = (mc_pdf, pdf_naive) if isinstance(bundle.model.head, PDFHead) else (mc_predict, mc_predict_naive)
     for n_mc in (1, 10, 100):
-        fast = rate(lambda xx, t: mc_predict(bundle.model, xx, t), x, n_mc)
-        slow = rate(lambda xx, t: mc_predict_naive(bundle.model, xx, t), x, n_mc, repeat=1)
+        fast = rate(lambda xx, t: sampled(bundle.model, xx, t), x, n_mc)
+        slow = rate(lambda xx, t: naive(bundle.model, xx, t), x, n_mc, repeat=1)
         print(f"{n_mc:>4}  {fast:>22.1f}  {slow:>22.1f}  {fast / slow:>7.1f}x")
     if args.sample:
         end_to_end(bundle, args.sample, args.model)
+
+
+def pdf_naive(model, x, n_mc):
+    """A p(z) head's mixture from `n_mc` full passes with dropout on."""
+    model.eval()
+    with torch.inference_mode():
+        set_mc_dropout(model, True)
+        try:
+            return torch.stack([torch.softmax(model(x), -1) for _ in range(n_mc)]).mean(0)
+        finally:
+            set_mc_dropout(model, False)
 
 
 def end_to_end(bundle, sample: Path, model) -> None:

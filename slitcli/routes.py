@@ -25,34 +25,42 @@ from slitcli.parallel import Task, file_identity, require_task, task_id
 __all__ = ["Route", "calibrate_route", "predict_file", "predict_files", "catalog_table"]
 
 
-def _bundle(path: str | None):
-    """The model of directory `path` (None: the shipped one), loaded once per process and
-    again when its files change (a calibration written in place)."""
+def _bundle(path: str | tuple[str, ...] | None):
+    """The model of directory `path` (None: the shipped one; several: their ensemble,
+    `slitcli.nn.ensemble.make_ensemble`), loaded once per process and again when its
+    files change (a calibration written in place)."""
     from slitcli.nn.modelfile import CARD, WEIGHTS, default_model_dir
 
-    directory = Path(path) if path is not None else default_model_dir()
-    files = [directory / name for name in (CARD, WEIGHTS)]
-    stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files)
-    return _load_bundle(path, stamp)
+    paths = path if isinstance(path, tuple) else (path,)
+    stamps = []
+    for p in paths:
+        directory = Path(p) if p is not None else default_model_dir()
+        files = [directory / name for name in (CARD, WEIGHTS)]
+        stamps.append(tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files))
+    return _load_bundle(path, tuple(stamps))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_bundle(path: str | None, stamp):
+def _load_bundle(path, stamp):
     from slitcli.nn.modelfile import load_model
 
+    if isinstance(path, tuple):
+        from slitcli.nn.ensemble import make_ensemble
+
+        return make_ensemble([load_model(p) for p in path]) if len(path) > 1 else load_model(path[0])
     return load_model(path)
 
 
 @dataclass(frozen=True)
 class Route:
-    """How to predict: ``method`` "cnn" (model directory ``model``, None for the shipped one), "template" or "hybrid" (both: `slitcli.hybrid`).
+    """How to predict: ``method`` "cnn" (model directory ``model``, None for the shipped one, a tuple of several for their ensemble), "template" or "hybrid" (both: `slitcli.hybrid`).
 
     ``contamination`` is "subtract" or "ignore" (`slitcli.io.samplefile.SampleReader`);
     ``pdf`` adds the ``ZPDF`` column. The other fields are the CNN's (`slitcli.nn.predict.PredictConfig`).
     """
 
     method: str = "cnn"
-    model: str | None = None
+    model: str | tuple[str, ...] | None = None
     n_mc: int = 100
     batch_size: int = 256
     seed: int = 0

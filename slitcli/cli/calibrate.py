@@ -11,7 +11,7 @@ from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
 
 def calibrate(
     sample: Path = typer.Argument(..., help="Held-out sample file with true redshifts (the validation sample; never the test sample).", metavar="SAMPLE", show_default=False),
-    model: Path = typer.Option(None, "--model", "-m", help="Model directory to calibrate. [default: the shipped model]", metavar="DIR", show_default=False),
+    model: list[Path] = typer.Option(None, "--model", "-m", help="Model directory to calibrate; repeat for a deep ensemble, calibrated as one model and written to -o as an ensemble model directory. [default: the shipped model]", metavar="DIR", show_default=False),
     output: Path = typer.Option(None, "-o", "--output", help="New model directory for the calibrated model.", metavar="DIR", show_default=False),
     in_place: bool = typer.Option(False, "--in-place", help="Write the temperature into the model directory itself."),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2).", metavar="N", min=2),
@@ -44,6 +44,8 @@ def calibrate(
       slitcli calibrate val.fits -m models/my-model-cal --hybrid --in-place
 
       slitcli calibrate val.fits -m models/my-model-cal --template --in-place
+
+      slitcli calibrate val.fits -m models/a -m models/b -m models/c -o models/abc-ensemble
     """
     with command(quiet, verbose):
         from slitcli.errors import ConfigError
@@ -55,11 +57,19 @@ def calibrate(
         if in_place == (output is not None):
             raise ConfigError("give exactly one of -o/--output (a new model directory) and --in-place")
         cfg = PredictConfig(n_mc=n_mc, seed=seed, device=device)
-        bundle = load_model(model)
+        models = list(model or [None])
+        if len(models) > 1:
+            from slitcli.nn.ensemble import make_ensemble
+
+            if in_place or template or hybrid:
+                raise ConfigError("an ensemble (several -m) is calibrated into a new directory (-o DIR); then --template or --hybrid with -m DIR")
+            bundle = make_ensemble([load_model(m) for m in models])
+        else:
+            bundle = load_model(models[0])
         check_inputs(bundle, [sample])
         target = bundle.path if in_place else output
         if not in_place:
-            check_output_path(target, overwrite, inputs=(sample, bundle.path), directory=True, files=("model.safetensors", "model.json"))
+            check_output_path(target, overwrite, inputs=(sample, *(m for m in models if m is not None)), directory=True, files=("model.safetensors", "model.json"))
         if template and hybrid:
             raise ConfigError("give --template or --hybrid, not both")
         if template or hybrid:

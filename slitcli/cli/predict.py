@@ -59,7 +59,7 @@ def predict(
         "hybrid: the CNN's p(z) as the prior times the template likelihood, searched where the prior has mass "
         "(needs DIRECT stamps; calibrate --hybrid fits its temperature; docs/template.md).",
     ),
-    model: Path = typer.Option(None, "--model", "-m", help="Model directory: the CNN (cnn, hybrid) and the calibrated temperatures of the template and hybrid routes (its card). [default: the model shipped in models/]", metavar="DIR", show_default=False),
+    model: list[Path] = typer.Option(None, "--model", "-m", help="Model directory: the CNN (cnn, hybrid) and the calibrated temperatures of the template and hybrid routes (its card). Repeat for a deep ensemble (cnn, hybrid): the members' distributions pooled, uncalibrated; calibrate -m A -m B -o DIR makes a calibrated ensemble. [default: the model shipped in models/]", metavar="DIR", show_default=False),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (cnn, >= 2).", metavar="N", min=2),
     batch_size: int = typer.Option(256, "--batch-size", help="Sources per batch.", metavar="N", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks (cnn).", metavar="N"),
@@ -106,7 +106,12 @@ def predict(
             raise typer.BadParameter(f"the {method.value} route needs the sources' direct stamps: give --direct with --catalog", param_hint="--direct")
         field_inputs = [] if catalog is None else [catalog, *(p for p in (direct, instrument) if p is not None)]
         check_output_path(output, overwrite, inputs=[*inputs, *field_inputs])
-        route = Route(method.value, str(model) if model is not None else None, n_mc, batch_size, seed, device, pdf, contam.value, sky_offset)
+        models = [str(m) for m in model or ()]
+        if len(models) > 1 and method is Method.template:
+            raise typer.BadParameter("the template route reads one model's card: give one -m", param_hint="--model")
+        if len(models) > 1:
+            log.info(f"an ensemble of {len(models)} models, uncalibrated (temperature 1): slitcli calibrate VAL {' '.join('-m ' + m for m in models)} -o DIR calibrates it")
+        route = Route(method.value, tuple(models) if len(models) > 1 else (models[0] if models else None), n_mc, batch_size, seed, device, pdf, contam.value, sky_offset)
         meta = route.meta()
         log.debug("%s route, device %s", method.value, meta.get("DEVICE", "cpu"))
         with progress_bar(quiet) as bar:

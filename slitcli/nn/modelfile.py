@@ -22,6 +22,7 @@ import torch
 from slitcli.errors import InputError
 from slitcli.io.files import atomic_output, check_output_path, output_directory
 from slitcli.nn import create_model
+from slitcli.nn.ensemble import ENSEMBLE, build_ensemble
 
 __all__ = ["ModelBundle", "save_model", "load_model", "default_model_dir", "run_independent", "check_card", "CARD_SCHEMA", "FORMAT"]
 
@@ -286,24 +287,30 @@ def check_card(card, where) -> None:
         msg = f"{where}: format: {card['format']!r} is not {FORMAT!r}; this slitcli reads {FORMAT} cards"
         raise InputError(msg)
     arch, bands, inp = card["architecture"], card["input"]["bands"], card["input"]
-    if arch not in list_models():
-        msg = f"{where}: architecture: unknown architecture {arch!r}; known: {', '.join(list_models())}"
+    if arch not in (*list_models(), ENSEMBLE):
+        msg = f"{where}: architecture: unknown architecture {arch!r}; known: {', '.join(list_models())} (and {ENSEMBLE})"
         raise InputError(msg)
     missing = [b for b in bands if b not in inp["scale_e_s"]]
     if missing:
         msg = f"{where}: input.scale_e_s: no scale for band(s) {', '.join(missing)} of input.bands"
         raise InputError(msg)
-    try:
-        config = model_config(arch, **card["config"])
-    except ValueError as err:  # ConfigError included: "model <arch>.key: ..." -> "config.key: ..."
-        text, prefix = str(err), f"model {arch}"
-        text = "config" + text[len(prefix):] if text.startswith(prefix) else f"config: {text}"
-        raise InputError(f"{where}: {text}") from None
-    for key, want in (("in_channels", len(bands)), ("height", inp["height"]), ("width", inp["width"])):
-        have = getattr(config, key, want)
-        if have != want:
-            msg = f"{where}: config.{key} is {have} but the input has {want} ({'len(input.bands)' if key == 'in_channels' else 'input.' + key})"
-            raise InputError(msg)
+    if arch == ENSEMBLE:
+        build_ensemble(card["config"], where)  # its checks
+        members = [(m["architecture"], m["config"], f"config.members[{i}].") for i, m in enumerate(card["config"]["members"])]
+    else:
+        members = [(arch, card["config"], "config.")]
+    for member_arch, member_config, prefix in members:
+        try:
+            config = model_config(member_arch, **member_config)
+        except ValueError as err:  # ConfigError included: "model <arch>.key: ..." -> "config.key: ..."
+            text, head = str(err), f"model {member_arch}"
+            text = prefix.rstrip(".") + text[len(head):] if text.startswith(head) else f"{prefix.rstrip('.')}: {text}"
+            raise InputError(f"{where}: {text}") from None
+        for key, want in (("in_channels", len(bands)), ("height", inp["height"]), ("width", inp["width"])):
+            have = getattr(config, key, want)
+            if have != want:
+                msg = f"{where}: {prefix}{key} is {have} but the input has {want} ({'len(input.bands)' if key == 'in_channels' else 'input.' + key})"
+                raise InputError(msg)
 
 
 def load_model(directory: str | Path | None = None) -> ModelBundle:
@@ -337,7 +344,7 @@ def load_model(directory: str | Path | None = None) -> ModelBundle:
         msg = f"{weights}: not a safetensors file ({str(err)[:80]}); slitcli never unpickles model weights"
         raise InputError(msg) from None
     try:
-        model = create_model(card["architecture"], **card["config"])
+        model = build_ensemble(card["config"], card_path) if card["architecture"] == ENSEMBLE else create_model(card["architecture"], **card["config"])
     except (ValueError, TypeError) as err:  # the builder's own checks, past the config's types
         msg = f"{card_path}: config: {err}"
         raise InputError(msg) from None

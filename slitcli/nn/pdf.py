@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS
 
-__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "mixture", "pass_moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
+__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "softmax", "mixture", "moments", "pass_moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
 
 LOSSES = ("ce", "crps")
 #: What Z is read as from the PDF.
@@ -85,26 +85,29 @@ def median_t(probs: torch.Tensor, t_max: float) -> torch.Tensor:
     return ((k - 1 + frac) * dt).squeeze(-1)
 
 
-def mixture(logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
-    """The Monte Carlo mixture [n, n_bins] of logits [T, n, n_bins]: the mean of softmax(logits / temperature).
-
-    `temperature`: one number, or one per source [n].
-    """
+def softmax(logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
+    """Node probabilities of logits [T, n, n_bins] divided by `temperature` (one number, or one per source [n])."""
     temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
     if temperature.ndim == 1:
         temperature = temperature[None, :, None]
-    return F.softmax(logits / temperature, dim=-1).mean(0)
+    return F.softmax(logits / temperature, dim=-1)
+
+
+def mixture(logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
+    """The Monte Carlo mixture [n, n_bins] of logits [T, n, n_bins]: the mean of softmax(logits / temperature)."""
+    return softmax(logits, temperature).mean(0)
+
+
+def moments(probs: torch.Tensor, t_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of t [...] of node probabilities [..., n_bins]."""
+    t = torch.linspace(0.0, t_max, probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    mean = probs @ t
+    return mean, (probs @ (t * t) - mean**2).clamp(min=0.0)
 
 
 def pass_moments(logits: torch.Tensor, t_max: float, temperature=1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Each pass's mean and variance of t [T, n] from logits [T, n, n_bins]."""
-    temperature = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-    if temperature.ndim == 1:
-        temperature = temperature[None, :, None]
-    p = F.softmax(logits / temperature, dim=-1)
-    t = torch.linspace(0.0, t_max, logits.shape[-1], dtype=logits.dtype, device=logits.device)
-    mean = p @ t
-    return mean, (p @ (t * t) - mean**2).clamp(min=0.0)
+    return moments(softmax(logits, temperature), t_max)
 
 
 def node_density(probs: np.ndarray, t_max: float) -> np.ndarray:

@@ -87,8 +87,9 @@ def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndar
             k = where[keep]
             x = torch.from_numpy(normalise(sci, bundle.scales)).to(device)
             logits = _mc_logits(model, x, predict_config.n_mc)[:, keep - start]
-            probs = pdf.mixture(logits).double().cpu().numpy()
-            mean_t, var_t = (a.double().cpu().numpy() for a in pdf.pass_moments(logits, head.t_max))
+            each = pdf.softmax(logits)
+            probs = each.mean(0).double().cpu().numpy()
+            mean_t, var_t = (a.double().cpu().numpy() for a in pdf.moments(each, head.t_max))
             for j, point in enumerate(pdf.POINTS):
                 points[j, k] = pdf.summarise_pdf(probs, head.t_max, mean_t, var_t, point)["Z"]
             for i, power in enumerate(powers):
@@ -122,8 +123,12 @@ def fit_logit_temperature(pits_of, snr: np.ndarray) -> tuple[float, float, np.nd
 
 
 def _mc_logits(model, x, n_mc):
+    """Logits [n_mc, n, n_bins] of `n_mc` passes (an ensemble's members' passes pooled: [M n_mc, n, n_bins])."""
+    from slitcli.nn.ensemble import Ensemble
     from slitcli.nn.layers import set_mc_dropout
 
+    if isinstance(model, Ensemble):
+        return torch.cat([_mc_logits(m, x, n_mc) for m in model.members])
     model.eval()
     with torch.inference_mode():
         h = model.head.deterministic(model.backbone(x))

@@ -46,6 +46,7 @@ from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise as normalise_pdf
 from slitcli.io.zpdf import predictive_pdf, z_grid
 from slitcli.nn import pdf
+from slitcli.nn.ensemble import Ensemble
 from slitcli.nn.layers import PDFHead, set_mc_dropout
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
@@ -108,7 +109,11 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, n_mc: int, chunk_elems: 
 
     Everything before the head's first dropout is the same in every pass; the head's first
     Linear (3,840 x 256 in slitnet) is most of its cost, so only what follows is sampled.
+    An `slitcli.nn.ensemble.Ensemble` gives each member's `n_mc` passes, pooled [M n_mc, n].
     """
+    if isinstance(model, Ensemble):
+        mus, logvars = zip(*(mc_predict(m, x, n_mc, chunk_elems) for m in model.members), strict=True)
+        return torch.cat(mus), torch.cat(logvars)
     model.eval()
     with torch.inference_mode():
         h = model.head.deterministic(model.backbone(x))
@@ -130,8 +135,12 @@ def mc_pdf(model: torch.nn.Module, x: torch.Tensor, n_mc: int, temperature=1.0, 
     """A p(z) head's Monte Carlo mixture: node probabilities [n, n_bins] and each pass's mean and variance of t [n_mc, n].
 
     As `mc_predict`, the backbone and the head's first layer run once; `temperature`
-    (one number or one per source) divides the logits (`slitcli.nn.pdf.mixture`).
+    (one number or one per source) divides the logits (`slitcli.nn.pdf.mixture`). An
+    `slitcli.nn.ensemble.Ensemble` gives the mean of its members' mixtures and their passes' moments pooled [M n_mc, n].
     """
+    if isinstance(model, Ensemble):
+        parts = [mc_pdf(m, x, n_mc, temperature, chunk_elems) for m in model.members]
+        return torch.stack([p[0] for p in parts]).mean(0), torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
     model.eval()
     head = model.head
     with torch.inference_mode():
@@ -143,9 +152,9 @@ def mc_pdf(model: torch.nn.Module, x: torch.Tensor, n_mc: int, temperature=1.0, 
             total, means, variances = 0.0, [], []
             for start in range(0, n_mc, per):
                 k = min(per, n_mc - start)
-                logits = head.sampled(h.repeat(k, 1)).view(k, len(h), -1)
-                total = total + pdf.mixture(logits, temperature) * k
-                mean, var = pdf.pass_moments(logits, head.t_max, temperature)
+                probs = pdf.softmax(head.sampled(h.repeat(k, 1)).view(k, len(h), -1), temperature)
+                total = total + probs.sum(0)
+                mean, var = pdf.moments(probs, head.t_max)
                 means.append(mean)
                 variances.append(var)
         finally:
@@ -279,6 +288,8 @@ def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:
         "SNRPOWER": bundle.snr_power,
         # The network's output: "gaussian" (mean and variance of t) or "pdf" (p(t) on a grid, slitcli.nn.pdf).
         "NETHEAD": "pdf" if isinstance(bundle.model.head, PDFHead) else "gaussian",
+        # Networks pooled (an ensemble, slitcli.nn.ensemble); 1 for a single model.
+        "NMEMBERS": len(bundle.model.members) if isinstance(bundle.model, Ensemble) else 1,
         "DEVICE": str(resolve_device(config.device)),
         # Student t degrees of freedom of the predictive distribution; 0 means Gaussian.
         "ZDOF": bundle.tail_dof if np.isfinite(bundle.tail_dof) else 0.0,

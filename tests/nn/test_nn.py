@@ -14,7 +14,7 @@ TINY = {"height": 16, "width": 96, "rows": 8, "channels": (8, 8), "kernels": (3,
 
 def test_registry_knows_the_paper_and_compact_models():
     assert {"resnet34", "slitnet"} <= set(list_models())
-    with pytest.raises(ConfigError, match="unknown model architecture 'vgg'; known: resnet34, slitnet"):
+    with pytest.raises(ConfigError, match="unknown model architecture 'vgg'; known: efficientnet, mixer, resnet18, resnet34, slitnet, slitnet2, vit"):
         create_model("vgg")
     with pytest.raises(ConfigError, match="unknown key"):
         create_model("slitnet", colour=1)
