@@ -1,13 +1,16 @@
 """Prediction throughput on the CPU: sources per second for T = 1, 10, 100 Monte Carlo passes,
 with the backbone run once and only the head sampled (slitcli's way) against T full passes.
 
-Run: python benchmarks/predict.py [--model DIR] [-n 256] [--threads N] [--sample FILE]
+Run: python benchmarks/predict.py [--model DIR] [-n 256] [--threads N] [--sample FILE] [--ensemble 5]
 
 Uses the shipped default model (or --model) on random cutouts of its input size: the
 timing does not depend on the pixel values. T = 1 is a single (dropout-sampled) pass.
 "Backbone once" runs the backbone and the head's first layer (before its first dropout)
 once per source and samples only the rest of the head (`slitcli.nn.predict.mc_predict`;
 for a model with a p(z) head `mc_pdf`, whose softmaxes over the grid are part of each pass).
+
+Also a deep ensemble of `--ensemble` members (default 5; `slitcli.nn.ensemble`), each
+running its T passes, so about 1/M of the single model's rate.
 
 With --sample, also end to end on that sample file at T = 100: `slitcli predict FILE`
 as a fresh process (start-up, imports, model loading, reading and writing included), and
@@ -46,6 +49,7 @@ def main():
     parser.add_argument("-n", type=int, default=256, help="sources per timing")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--sample", type=Path, default=None, help="also time predict end to end on this sample file")
+    parser.add_argument("--ensemble", type=int, default=5, help="also time an ensemble of this many members (T passes each; 0 or 1: not)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,6 +63,14 @@ def main():
         fast = rate(lambda xx, t: sampled(bundle.model, xx, t), x, n_mc)
         slow = rate(lambda xx, t: naive(bundle.model, xx, t), x, n_mc, repeat=1)
         print(f"{n_mc:>4}  {fast:>22.1f}  {slow:>22.1f}  {fast / slow:>7.1f}x")
+    if args.ensemble > 1:
+        from slitcli.nn.ensemble import make_ensemble
+
+        # Copies of the model: an ensemble's cost does not depend on its members' weights.
+        ens = make_ensemble([load_model(args.model) for _ in range(args.ensemble)]).model
+        print(f"{args.ensemble}-member ensemble (backbone once per member):")
+        for n_mc in (1, 10, 100):
+            print(f"{n_mc:>4}  {rate(lambda xx, t: sampled(ens, xx, t), x, n_mc):>22.1f}")
     if args.sample:
         end_to_end(bundle, args.sample, args.model)
 
