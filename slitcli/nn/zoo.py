@@ -66,22 +66,28 @@ def _finish(backbone: nn.Module, config) -> RedshiftNet:
     return RedshiftNet(nn.Sequential(backbone, PositionNeck(channels, config.neck_channels)), make_head(config.neck_channels * positions, config))
 
 
-# ---------------------------------------------------------------- ResNet-18
-
-
 @dataclass(frozen=True)
-class ResNet18Config:
+class _ZooConfig:
+    """What every zoo architecture takes: the input, the neck's channels and the head's options (`slitcli.nn.layers.make_head`)."""
+
     in_channels: int = 2
     height: int = 40
     width: int = 480
-    base: int = 16
-    layers: tuple[int, ...] = (2, 2, 2, 2)
     neck_channels: int = 32
     head_hidden: tuple[int, ...] = (256, 128)
     p_dropout: float = 0.1
     head: str = "gaussian"
     pdf_bins: int = 1100
     t_max: float = T_MAX
+
+
+# ---------------------------------------------------------------- ResNet-18
+
+
+@dataclass(frozen=True)
+class ResNet18Config(_ZooConfig):
+    base: int = 16
+    layers: tuple[int, ...] = (2, 2, 2, 2)
 
 
 class _Basic(nn.Module):
@@ -118,21 +124,12 @@ def build_resnet18(config: ResNet18Config) -> RedshiftNet:
 
 
 @dataclass(frozen=True)
-class EfficientNetConfig:
-    in_channels: int = 2
-    height: int = 40
-    width: int = 480
+class EfficientNetConfig(_ZooConfig):
     #: Per stage: expansion, channels and blocks; EfficientNet-B0's first five stages at half
     #: width, expansion 4 and at most 2 blocks (depthwise convolutions are slow on a CPU).
     expansions: tuple[int, ...] = (1, 4, 4, 4, 4)
     channels: tuple[int, ...] = (8, 12, 20, 40, 56)
     blocks: tuple[int, ...] = (1, 2, 2, 2, 2)
-    neck_channels: int = 32
-    head_hidden: tuple[int, ...] = (256, 128)
-    p_dropout: float = 0.1
-    head: str = "gaussian"
-    pdf_bins: int = 1100
-    t_max: float = T_MAX
 
 
 class _MBConv(nn.Module):
@@ -200,21 +197,12 @@ class _TokensToChannels(nn.Module):
 
 
 @dataclass(frozen=True)
-class ViTConfig:
-    in_channels: int = 2
-    height: int = 40
-    width: int = 480
+class ViTConfig(_ZooConfig):
     patch_width: int = 4
     dim: int = 128
     depth: int = 6
     heads: int = 4
     mlp_ratio: int = 2
-    neck_channels: int = 32
-    head_hidden: tuple[int, ...] = (256, 128)
-    p_dropout: float = 0.1
-    head: str = "gaussian"
-    pdf_bins: int = 1100
-    t_max: float = T_MAX
 
 
 class _ViTBackbone(nn.Module):
@@ -237,21 +225,12 @@ def build_vit(config: ViTConfig) -> RedshiftNet:
 
 
 @dataclass(frozen=True)
-class MixerConfig:
-    in_channels: int = 2
-    height: int = 40
-    width: int = 480
+class MixerConfig(_ZooConfig):
     patch_width: int = 4
     dim: int = 128
     depth: int = 6
     token_hidden: int = 128
     channel_hidden: int = 256
-    neck_channels: int = 32
-    head_hidden: tuple[int, ...] = (256, 128)
-    p_dropout: float = 0.1
-    head: str = "gaussian"
-    pdf_bins: int = 1100
-    t_max: float = T_MAX
 
 
 class _MixerBlock(nn.Module):
@@ -277,20 +256,12 @@ def build_mixer(config: MixerConfig) -> RedshiftNet:
 
 
 @dataclass(frozen=True)
-class SlitNet2Config:
-    in_channels: int = 2
-    height: int = 40
-    width: int = 480
+class SlitNet2Config(_ZooConfig):
     rows: int = 24
     channels: int = 64
     kernel: int = 5
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     neck_channels: int = 8
-    head_hidden: tuple[int, ...] = (256, 128)
-    p_dropout: float = 0.1
-    head: str = "gaussian"
-    pdf_bins: int = 1100
-    t_max: float = T_MAX
 
 
 class _DilatedBlock(nn.Module):
