@@ -5,6 +5,7 @@
 # RUN/model if a previous call left it there, then copy the run's model directory to $OUT.
 #
 #   run(command="bash examples/train_stream_device.sh", carry=["runs/stream-gpu/model"])
+#   run(command="ARCH=slitnet2 HEAD=pdf RUN=runs/stream-pdf bash examples/train_stream_device.sh", carry=["runs/stream-pdf/model"])
 #
 # Each call regenerates the validation sample (seed 200, the same bytes every time) rather
 # than carrying its 1.4 GB. The checkpoint (weights, optimiser and RNG states, steps done;
@@ -18,6 +19,9 @@ workers=${WORKERS:-$(( $(nproc) - 2 ))}
 steps_pre=${PRETRAIN_STEPS:-14000}
 steps_fine=${FINETUNE_STEPS:-6000}
 val_every=${VAL_EVERY:-250}
+# The network (docs/bayes.md, "Architectures") and its head: gaussian, or pdf ("The p(z) head").
+arch=${ARCH:-slitnet}
+head=${HEAD:-gaussian}
 n_val=${N_VAL:-3000}
 out=${OUT:-$run/out}
 mkdir -p "$run" "$out"
@@ -26,8 +30,8 @@ start=$(date +%s)
 if [ ! -f "$run/val.fits" ]; then
   slitcli simulate -n "$n_val" --seed 200 -j "$workers" -q -o "$run/val.fits"
 fi
-printf 'train:\n  batch_size: 128\n  pretrain_steps: %s\n  finetune_steps: %s\n  val_every: %s\n  patience: 8\nstream:\n  p_neighbour: 0.3\n  p_sky_residual: 0.3\n  p_wavelength_shift: 0.3\n  p_cosmic_rays: 0.3\n  p_dust: 0.5\n  p_lines: 0.5\n' \
-  "$steps_pre" "$steps_fine" "$val_every" > "$run/stream.yaml"
+printf 'train:\n  architecture: %s\n  batch_size: 128\n  pretrain_steps: %s\n  finetune_steps: %s\n  val_every: %s\n  patience: 8\nmodel:\n  head: %s\nstream:\n  p_neighbour: 0.3\n  p_sky_residual: 0.3\n  p_wavelength_shift: 0.3\n  p_cosmic_rays: 0.3\n  p_dust: 0.5\n  p_lines: 0.5\n' \
+  "$arch" "$steps_pre" "$steps_fine" "$val_every" "$head" > "$run/stream.yaml"
 resume=()
 [ -f "$run/model/checkpoint.pt" ] && resume=(--resume)
 left=$(( budget - ($(date +%s) - start) ))
