@@ -42,7 +42,7 @@ __all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "fit_logit_temperature
 #: The first, coarse grid of logit temperatures.
 COARSE = np.geomspace(0.25, 4.0, 9)
 #: SNR powers searched.
-POWERS = (-0.5, -0.25, 0.0, 0.25, 0.5)
+POWERS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
 
 
 def pit_objective(pit: np.ndarray, levels=DEFAULT_LEVELS) -> np.ndarray:
