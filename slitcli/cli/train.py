@@ -15,7 +15,7 @@ def train(
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write (model.safetensors, model.json, checkpoint.pt).", metavar="DIR", show_default=False),
     name: str = typer.Option(None, "--name", help="Model name in the card. [default: the directory name]", metavar="NAME", show_default=False),
     config: Path = typer.Option(None, "--config", help="YAML with keys 'train' (slitcli.nn.train.TrainConfig), 'model' (architecture options) and, with --stream, 'stream' (slitcli.nn.stream.StreamConfig).", metavar="YAML", show_default=False),
-    architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU) or resnet34 (the paper's). [default: slitnet]", metavar="NAME", show_default=False),
+    architecture: str = typer.Option(None, "--arch", help="Architecture: slitnet (compact, CPU), resnet34 (the paper's), or from the zoo resnet18, efficientnet, vit, mixer, slitnet2 (docs/bayes.md, Architectures). Its head is set in --config: model: {head: pdf} for p(z) on a grid. [default: slitnet]", metavar="NAME", show_default=False),
     pretrain_epochs: int = typer.Option(None, "--pretrain-epochs", help="Maximum deterministic pre-training epochs. [default: 20]", metavar="N", min=0, show_default=False),
     finetune_epochs: int = typer.Option(None, "--finetune-epochs", help="Maximum Bayesian fine-tuning epochs; 0 gives a deterministic model. [default: 10]", metavar="N", min=0, show_default=False),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size (>= 2: batch-norm needs two sources). [default: 128]", metavar="N", min=2, show_default=False),
