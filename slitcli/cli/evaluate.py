@@ -108,7 +108,7 @@ def evaluate(
             msg = f"{predictions} against {truth}: {err}"
             raise InputError(msg) from None
         metrics.meta.update(PREDFILE=predictions.name, TRUTHFILE=truth.name, SWVERS=__version__)
-        written = write_report(output, joined, metrics, snr_cuts=cuts, snr_column=SNR_COLUMN, overwrite=overwrite)
+        written = write_report(output, joined, metrics, snr_cuts=cuts, snr_column=SNR_COLUMN, overwrite=overwrite, pdf_grid=pdf_grid)
         if not quiet:
             _print_summary(metrics, has_snr=SNR_COLUMN in joined.colnames, truth_name=truth.name)
         log.info(f"wrote {', '.join(p.name for p in written)} to {output}")

@@ -17,6 +17,7 @@ from astropy.table import Table
 from slitcli.errors import OutputError, SlitcliError
 from slitcli.evaluation import plots
 from slitcli.evaluation.evaluate import predictive_dof
+from slitcli.evaluation.metrics import pdf_pit
 from slitcli.io.catalog import write_catalog
 from slitcli.io.files import check_output_path, output_directory, output_error, publish
 
@@ -63,7 +64,7 @@ def plot_title(meta) -> str:
     return f"{first}\n{second}" if second else first
 
 
-def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str) -> list[Path]:
+def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str, pdf_grid=None) -> list[Path]:
     z_pred, zerr, z_true = (np.asarray(joined[c], dtype=np.float64) for c in ("Z", "ZERR", "Z_TRUE"))
     snr = np.asarray(joined[snr_column], dtype=np.float64) if snr_column in joined.colnames else None
     title, dof = plot_title({**joined.meta, **metrics.meta}), predictive_dof(joined.meta)
@@ -74,11 +75,15 @@ def _stage(stage: Path, joined: Table, metrics: Table, snr_cuts, snr_column: str
     ]
     if snr is not None:
         files.append(plots.plot_residual_vs_snr(z_pred, zerr, z_true, snr, stage / "residual_vs_snr.png", snr_label=snr_column, title=title))
-    files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=dof, title=title))
+    if pdf_grid is not None and "ZPDF" in joined.colnames:  # the catalogue's own PDFs, whatever their shape
+        pit = pdf_pit(pdf_grid, np.asarray(joined["ZPDF"], np.float64), z_true)
+        files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", pit_values=pit, shape="the catalogue's ZPDF", title=title))
+    else:
+        files.append(plots.plot_pit(z_pred, zerr, z_true, stage / "pit.png", dof=dof, title=title))
     return files
 
 
-def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI", overwrite: bool = False) -> list[Path]:
+def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_GI", overwrite: bool = False, pdf_grid=None) -> list[Path]:
     """Write the metrics table and the plots of `joined` into `output_dir`.
 
     Parameters
@@ -92,6 +97,9 @@ def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_c
     snr_cuts, snr_column
         The SNR cuts of the predicted-vs-true panels and the SNR column; without that
         column there is one panel and no residual_vs_snr.png.
+    pdf_grid : ndarray, optional
+        The grid of a ``ZPDF`` column of `joined` (`slitcli.evaluation.evaluate.read_predictions`):
+        pit.png then shows the PIT of those PDFs, not of the Gaussian (or t) of Z, ZERR.
 
     Returns
     -------
@@ -107,7 +115,7 @@ def write_report(output_dir: str | Path, joined: Table, metrics: Table, *, snr_c
             raise output_error(output_dir, err) from None
         written = []
         try:
-            staged = _stage(stage, joined, metrics, snr_cuts, snr_column)
+            staged = _stage(stage, joined, metrics, snr_cuts, snr_column, pdf_grid)
             for path in staged:
                 written.append(publish(path, output_dir / path.name, overwrite))
             # A file of an earlier report that this one does not have (residual_vs_snr.png
