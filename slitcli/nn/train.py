@@ -563,8 +563,11 @@ def _fit(model, feed, config, x_val, z_val, checkpoint, resume, stop_after, prog
                 distributed.broadcast_module(model)  # every rank starts fine-tuning from rank 0's weights
                 # The best state now carries that variance too: it is the result if there is no fine-tuning.
                 state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                # With no fine-tuning the model stays the pre-trained best, and so does its score.
-                state.update(phase="finetune", epoch=0, best_score=state["best_score"] if feed.max_rounds("finetune") == 0 else math.inf, stale=0)
+                # With no fine-tuning the model stays the pre-trained best, and so does its score. A
+                # p(z) head keeps its loss in fine-tuning, so the pre-trained best is a result to beat:
+                # a fine-tuned round replaces it only with a better validation score.
+                keep = feed.max_rounds("finetune") == 0 or isinstance(model.head, PDFHead)
+                state.update(phase="finetune", epoch=0, best_score=state["best_score"] if keep else math.inf, stale=0)
                 opt, sched = _phase_optimiser(model, "finetune", config, feed)
                 continue
             break
