@@ -101,8 +101,9 @@ def mixture(logits: torch.Tensor, temperature=1.0) -> torch.Tensor:
 def moments(probs: torch.Tensor, t_max: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of t [...] of node probabilities [..., n_bins]."""
     t = torch.linspace(0.0, t_max, probs.shape[-1], dtype=probs.dtype, device=probs.device)
-    mean = probs @ t
-    return mean, (probs @ (t * t) - mean**2).clamp(min=0.0)
+    both = probs @ torch.stack([t, t * t], dim=-1)  # one pass over the probabilities, not two
+    mean = both[..., 0]
+    return mean, (both[..., 1] - mean**2).clamp(min=0.0)
 
 
 def pass_moments(logits: torch.Tensor, t_max: float, temperature=1.0) -> tuple[torch.Tensor, torch.Tensor]:
