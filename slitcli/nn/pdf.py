@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS
 
-__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "softmax", "mixture", "moments", "pass_moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
+__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "softmax", "mixture", "moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
 
 LOSSES = ("ce", "crps")
 #: What Z is read as from the PDF.
@@ -104,11 +104,6 @@ def moments(probs: torch.Tensor, t_max: float) -> tuple[torch.Tensor, torch.Tens
     both = probs @ torch.stack([t, t * t], dim=-1)  # one pass over the probabilities, not two
     mean = both[..., 0]
     return mean, (both[..., 1] - mean**2).clamp(min=0.0)
-
-
-def pass_moments(logits: torch.Tensor, t_max: float, temperature=1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each pass's mean and variance of t [T, n] from logits [T, n, n_bins]."""
-    return moments(softmax(logits, temperature), t_max)
 
 
 def node_density(probs: np.ndarray, t_max: float) -> np.ndarray:
