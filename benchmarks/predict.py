@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from slitcli.nn.modelfile import load_model
-from slitcli.nn.layers import PDFHead, set_mc_dropout
+from slitcli.nn.layers import PDFHead, mc_sampling
 from slitcli.nn.predict import mc_pdf, mc_predict, mc_predict_naive
 
 
@@ -77,13 +77,8 @@ def main():
 
 def pdf_naive(model, x, n_mc):
     """A p(z) head's mixture from `n_mc` full passes with dropout on."""
-    model.eval()
-    with torch.inference_mode():
-        set_mc_dropout(model, True)
-        try:
-            return torch.stack([torch.softmax(model(x), -1) for _ in range(n_mc)]).mean(0)
-        finally:
-            set_mc_dropout(model, False)
+    with mc_sampling(model):
+        return torch.stack([torch.softmax(model(x), -1) for _ in range(n_mc)]).mean(0)
 
 
 def end_to_end(bundle, sample: Path, model) -> None:

@@ -51,7 +51,7 @@ from slitcli.io.truth import join_truth, read_truth
 from slitcli.nn.layers import PDFHead
 from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, predict_file, snr_scale
 
-__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "CalibrationResult", "MIN_SOURCES", "MIN_TAIL_SOURCES", "T_RANGE"]
+__all__ = ["fit_temperature", "fit_calibration", "Calibration", "snr_scale", "binned_objective", "SNR_POWERS", "PUBLISHED_LEVELS", "temperature_objective", "DOF_GRID", "calibrate_model", "predict_held_out", "card_calibration", "CalibrationResult", "MIN_SOURCES", "MIN_TAIL_SOURCES", "T_RANGE"]
 
 #: Fewest sources `fit_temperature` accepts.
 MIN_SOURCES = 10
@@ -234,12 +234,30 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     truth = read_truth(sample_path)
     if tails and "SNR_GI" in truth.colnames:  # refuse before the prediction, not after
         _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)
-    # The template route's temperature does not depend on the network: kept. The hybrid's
-    # does (its prior is the network's calibrated PDF): dropped, to be fitted again.
+    kept, joined = predict_held_out(bundle, sample_path, truth, predict_config, min_snr, progress)
+    z, zerr, z_true, snr = (np.asarray(joined[c], float) for c in ("Z", "ZERR", "Z_TRUE", "SNR_DATA"))
+    if tails:
+        _check_tail_sample(z.size, sample_path, min_snr)
+    cal = fit_calibration(z, zerr, z_true, snr) if tails else Calibration(fit_temperature(z, zerr, z_true))
+    calibrated = cal.temperature * snr_scale(snr, cal.snr_power) * zerr
+    result = CalibrationResult(cal.temperature, cal.dof, cal.snr_power, calibration_error(z, zerr, z_true), calibration_error(z, calibrated, z_true, dof=cal.dof), len(z), Path(sample_path).name)
+    bundle.card["calibration"] = card_calibration(kept, result, min_snr, predict_config)
+    return result
+
+
+def predict_held_out(bundle, sample_path, truth, predict_config, min_snr: float, progress=None):
+    """Predict a held-out sample file with the raw uncertainties and join it to its `truth`.
+
+    `bundle`'s calibration is reset to none first. Returns the template route's keys of the
+    card, which are kept (they do not depend on the network; the hybrid's do, and are
+    dropped to be fitted again), and the joined rows with SNR_GI >= `min_snr`, each with
+    ``ROW`` (its row in the prediction) and ``SNR_DATA`` (the SNR measured from the data,
+    as predict sees it; the join takes the truth's SNR_GI).
+    """
     kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k.startswith("template_")}
     bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
     pred = predict_file(bundle, sample_path, predict_config, progress=progress)
-    # The SNR measured from the data, as predict will see it (the join takes the truth's SNR_GI).
+    pred["ROW"] = np.arange(len(pred))
     pred["SNR_DATA"] = pred["SNR_GI"]
     try:
         joined = join_truth(pred, truth)
@@ -247,20 +265,20 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
         raise InputError(f"{sample_path}: {err}") from None
     if "SNR_GI" in joined.colnames:
         joined = joined[np.asarray(joined["SNR_GI"]) >= min_snr]
-    z, zerr, z_true, snr = (np.asarray(joined[c], float) for c in ("Z", "ZERR", "Z_TRUE", "SNR_DATA"))
-    if tails:
-        _check_tail_sample(z.size, sample_path, min_snr)
-    cal = fit_calibration(z, zerr, z_true, snr) if tails else Calibration(fit_temperature(z, zerr, z_true))
-    calibrated = cal.temperature * snr_scale(snr, cal.snr_power) * zerr
-    result = CalibrationResult(cal.temperature, cal.dof, cal.snr_power, calibration_error(z, zerr, z_true), calibration_error(z, calibrated, z_true, dof=cal.dof), len(z), Path(sample_path).name)
-    bundle.card["calibration"] = {
+    return kept, joined
+
+
+def card_calibration(kept: dict, result: CalibrationResult, min_snr: float, predict_config, **fitted) -> dict:
+    """The card's ``calibration`` of `result`: the `kept` template keys, the fit, `fitted` (more of it) and its provenance."""
+    return {
         **kept,
-        "temperature": cal.temperature,
-        # JSON has no infinity: null means Gaussian.
-        "tail_dof": cal.dof if np.isfinite(cal.dof) else None,
-        "snr_power": cal.snr_power,
+        "temperature": result.temperature,
+        # JSON has no infinity: null means Gaussian (and a p(z) head has no tails to fit).
+        "tail_dof": result.dof if np.isfinite(result.dof) else None,
+        "snr_power": result.snr_power,
         "snr_pivot": SNR_PIVOT,
         "snr_clip": list(SNR_CLIP),
+        **fitted,
         "fitted_on": result.sample,
         "n": result.n,
         "min_snr": min_snr,
@@ -269,4 +287,3 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
         "n_mc": predict_config.n_mc,
         "seed": predict_config.seed,
     }
-    return result

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MCDropout", "BayesianHead", "PDFHead", "make_head", "HEADS", "set_mc_dropout", "LOGVAR_MIN", "LOGVAR_MAX"]
+__all__ = ["MCDropout", "BayesianHead", "PDFHead", "make_head", "HEADS", "set_mc_dropout", "mc_sampling", "LOGVAR_MIN", "LOGVAR_MAX"]
 
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 10.0
 
@@ -35,6 +37,18 @@ def set_mc_dropout(model: nn.Module, sampling: bool) -> None:
     for m in model.modules():
         if isinstance(m, MCDropout):
             m.sampling = sampling
+
+
+@contextlib.contextmanager
+def mc_sampling(model: nn.Module):
+    """The setting of Monte Carlo prediction: eval mode (batch-norm frozen), no autograd, every `MCDropout` sampling (switched off again on leaving)."""
+    model.eval()
+    with torch.inference_mode():
+        set_mc_dropout(model, True)
+        try:
+            yield model
+        finally:
+            set_mc_dropout(model, False)
 
 
 class BayesianHead(nn.Module):

@@ -14,8 +14,8 @@ for each SNR power p in `POWERS` first on a coarse log grid of T (`COARSE`, step
 41%), then on 7 points between the neighbours of the best (steps of 6%); p is the one
 whose 68.27% and 95.45% intervals then hold best on average over the SNR bins (as the
 Gaussian head's shape is chosen), and its T is refined once more (steps of 1%). Each stage
-runs the sample through the network once more with predict's seeds (the same dropout
-masks, so the same logits): the softmaxes, not the network, are the cost.
+runs the sample through the network once more with the same seeds (so the same dropout
+masks and logits in every stage): the softmaxes, not the network, are the cost.
 
 Z is the PDF's median or mode: the one with the lower sigma_NMAD on the sample at T = 1
 is written to the card as ``pdf_point``.
@@ -31,10 +31,10 @@ import torch
 from slitcli.errors import InputError
 from slitcli.evaluation.metrics import DEFAULT_LEVELS, sigma_nmad
 from slitcli.io.samplefile import SampleReader
-from slitcli.io.truth import join_truth, read_truth
+from slitcli.io.truth import read_truth
 from slitcli.nn import pdf
-from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS, CalibrationResult
-from slitcli.nn.predict import SNR_CLIP, SNR_PIVOT, chunk_seed, predict_file, resolve_device, snr_scale
+from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS, CalibrationResult, card_calibration, predict_held_out
+from slitcli.nn.predict import chunk_seed, resolve_device, snr_scale
 from slitcli.nn.train import normalise
 
 __all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "fit_logit_temperature", "calibrate_pdf_model"]
@@ -81,7 +81,7 @@ def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndar
     points = np.zeros((len(pdf.POINTS), rows.size))
     with SampleReader(sample_path, bundle.bands, bundle.shape) as reader:
         for start, sci, _err, _dq in reader.iter_chunks(predict_config.batch_size):
-            # As predict_sample: the same seed per chunk, so the same dropout masks.
+            # Seeded per chunk as predict_sample seeds it: the same seed gives the same fit.
             torch.manual_seed(chunk_seed(predict_config.seed, start))
             idx = np.arange(start, min(start + len(sci), where.size))
             keep = idx[where[idx] >= 0]
@@ -128,18 +128,13 @@ def fit_logit_temperature(pits_of, snr: np.ndarray) -> tuple[float, float, np.nd
 def _mc_logits(model, x, n_mc):
     """Logits [n_mc, n, n_bins] of `n_mc` passes (an ensemble's members' passes pooled: [M n_mc, n, n_bins])."""
     from slitcli.nn.ensemble import Ensemble
-    from slitcli.nn.layers import set_mc_dropout
+    from slitcli.nn.layers import mc_sampling
 
     if isinstance(model, Ensemble):
         return torch.cat([_mc_logits(m, x, n_mc) for m in model.members])
-    model.eval()
-    with torch.inference_mode():
+    with mc_sampling(model):
         h = model.head.deterministic(model.backbone(x))
-        set_mc_dropout(model, True)
-        try:
-            return model.head.sampled(h.repeat(n_mc, 1)).view(n_mc, len(h), -1)
-        finally:
-            set_mc_dropout(model, False)
+        return model.head.sampled(h.repeat(n_mc, 1)).view(n_mc, len(h), -1)
 
 
 def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, progress=None) -> CalibrationResult:
@@ -155,18 +150,7 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
         Fewer than `MIN_TAIL_SOURCES` sources above `min_snr` (naming the sample file), or a
         truth that does not match the sample.
     """
-    truth = read_truth(sample_path)
-    kept = {k: v for k, v in bundle.card.get("calibration", {}).items() if k.startswith("template_")}
-    bundle.card["calibration"] = {"temperature": 1.0, "tail_dof": None, "snr_power": 0.0}
-    pred = predict_file(bundle, sample_path, predict_config, progress=progress)
-    pred["ROW"] = np.arange(len(pred))
-    pred["SNR_DATA"] = pred["SNR_GI"]
-    try:
-        joined = join_truth(pred, truth)
-    except ValueError as err:
-        raise InputError(f"{sample_path}: {err}") from None
-    if "SNR_GI" in joined.colnames:
-        joined = joined[np.asarray(joined["SNR_GI"]) >= min_snr]
+    kept, joined = predict_held_out(bundle, sample_path, read_truth(sample_path), predict_config, min_snr, progress)
     if len(joined) < MIN_TAIL_SOURCES:
         msg = f"{sample_path}: calibrating a p(z) head needs at least {MIN_TAIL_SOURCES} sources with SNR_GI >= {min_snr:g}, got {len(joined)}"
         raise InputError(msg)
@@ -183,23 +167,11 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
     points = points[0]
     nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
     result = CalibrationResult(temperature, np.inf, power, float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
-    bundle.card["calibration"] = {
-        **kept,
-        "temperature": result.temperature,
-        "tail_dof": None,
-        "snr_power": result.snr_power,
-        "snr_pivot": SNR_PIVOT,
-        "snr_clip": list(SNR_CLIP),
-        "pdf_point": pdf.POINTS[int(np.argmin(nmad))],
-        "pdf_point_sigma_nmad": {p: float(v) for p, v in zip(pdf.POINTS, nmad, strict=True)},
-        "fitted_on": result.sample,
-        "n": result.n,
-        "min_snr": min_snr,
-        "calibration_error_before": result.error_before,
-        "calibration_error_after": result.error_after,
-        "pit_ks_before": pit_ks(before),
-        "pit_ks_after": pit_ks(after),
-        "n_mc": predict_config.n_mc,
-        "seed": predict_config.seed,
-    }
+    bundle.card["calibration"] = card_calibration(
+        kept, result, min_snr, predict_config,
+        pdf_point=pdf.POINTS[int(np.argmin(nmad))],
+        pdf_point_sigma_nmad={p: float(v) for p, v in zip(pdf.POINTS, nmad, strict=True)},
+        pit_ks_before=pit_ks(before),
+        pit_ks_after=pit_ks(after),
+    )
     return result

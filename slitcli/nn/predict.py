@@ -47,7 +47,7 @@ from slitcli.io.zpdf import normalise as normalise_pdf
 from slitcli.io.zpdf import predictive_pdf, z_grid
 from slitcli.nn import pdf
 from slitcli.nn.ensemble import Ensemble
-from slitcli.nn.layers import PDFHead, set_mc_dropout
+from slitcli.nn.layers import PDFHead, mc_sampling
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
 
@@ -114,20 +114,15 @@ def mc_predict(model: torch.nn.Module, x: torch.Tensor, n_mc: int, chunk_elems: 
     if isinstance(model, Ensemble):
         mus, logvars = zip(*(mc_predict(m, x, n_mc, chunk_elems) for m in model.members), strict=True)
         return torch.cat(mus), torch.cat(logvars)
-    model.eval()
-    with torch.inference_mode():
+    with mc_sampling(model):
         h = model.head.deterministic(model.backbone(x))
-        set_mc_dropout(model, True)
-        try:
-            per = max(1, chunk_elems // max(h.numel(), 1))
-            mus, logvars = [], []
-            for start in range(0, n_mc, per):
-                k = min(per, n_mc - start)
-                mu, logvar = model.head.sampled(h.repeat(k, 1))
-                mus.append(mu.view(k, -1))
-                logvars.append(logvar.view(k, -1))
-        finally:
-            set_mc_dropout(model, False)
+        per = max(1, chunk_elems // max(h.numel(), 1))
+        mus, logvars = [], []
+        for start in range(0, n_mc, per):
+            k = min(per, n_mc - start)
+            mu, logvar = model.head.sampled(h.repeat(k, 1))
+            mus.append(mu.view(k, -1))
+            logvars.append(logvar.view(k, -1))
     return torch.cat(mus), torch.cat(logvars)
 
 
@@ -141,36 +136,26 @@ def mc_pdf(model: torch.nn.Module, x: torch.Tensor, n_mc: int, temperature=1.0, 
     if isinstance(model, Ensemble):
         parts = [mc_pdf(m, x, n_mc, temperature, chunk_elems) for m in model.members]
         return torch.stack([p[0] for p in parts]).mean(0), torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
-    model.eval()
     head = model.head
-    with torch.inference_mode():
+    with mc_sampling(model):
         h = head.deterministic(model.backbone(x))
         temperature = torch.as_tensor(temperature, dtype=h.dtype, device=h.device)
-        set_mc_dropout(model, True)
-        try:
-            per = max(1, chunk_elems // max(len(h) * head.n_bins, 1))
-            total, means, variances = 0.0, [], []
-            for start in range(0, n_mc, per):
-                k = min(per, n_mc - start)
-                probs = pdf.softmax(head.sampled(h.repeat(k, 1)).view(k, len(h), -1), temperature)
-                total = total + probs.sum(0)
-                mean, var = pdf.moments(probs, head.t_max)
-                means.append(mean)
-                variances.append(var)
-        finally:
-            set_mc_dropout(model, False)
+        per = max(1, chunk_elems // max(len(h) * head.n_bins, 1))
+        total, means, variances = 0.0, [], []
+        for start in range(0, n_mc, per):
+            k = min(per, n_mc - start)
+            probs = pdf.softmax(head.sampled(h.repeat(k, 1)).view(k, len(h), -1), temperature)
+            total = total + probs.sum(0)
+            mean, var = pdf.moments(probs, head.t_max)
+            means.append(mean)
+            variances.append(var)
     return total / n_mc, torch.cat(means), torch.cat(variances)
 
 
 def mc_predict_naive(model: torch.nn.Module, x: torch.Tensor, n_mc: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`n_mc` full passes with dropout on (the reference code's way, minus its batch-norm flaw)."""
-    model.eval()
-    with torch.inference_mode():
-        set_mc_dropout(model, True)
-        try:
-            out = [model(x) for _ in range(n_mc)]
-        finally:
-            set_mc_dropout(model, False)
+    with mc_sampling(model):
+        out = [model(x) for _ in range(n_mc)]
     return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
 
@@ -253,7 +238,7 @@ def predict_sample(
         snr = data_snr(sci, err, dq, gi, snr_columns)
         scale = bundle.temperature * snr_scale(snr, bundle.snr_power)
         if is_pdf:
-            probs, mean_t, var_t = mc_pdf(model, x, config.n_mc, torch.from_numpy(np.asarray(scale * np.ones(len(sci)), np.float32)).to(device))
+            probs, mean_t, var_t = mc_pdf(model, x, config.n_mc, torch.from_numpy(np.broadcast_to(scale, len(sci)).astype(np.float32)).to(device))
             probs = probs.double().cpu().numpy()
             stats = pdf.summarise_pdf(probs, model.head.t_max, mean_t.double().cpu().numpy(), var_t.double().cpu().numpy(), bundle.pdf_point)
         else:
