@@ -31,11 +31,18 @@ __all__ = ["PopulationConfig", "PopulationProvider", "draw_sources", "draw_redsh
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    """Parameters of the default mock population."""
+    """Parameters of the default mock population.
+
+    `nz_flat_fraction` mixes a flat n(z) over [z_min, z_max] into the Smail et al. n(z):
+    the default 0 is the survey-like population; a training stream uses more (e.g. 0.5)
+    so that a network sees enough galaxies at high redshift and learns a likelihood
+    there, not only the survey's prior (docs/bayes.md, "The training stream").
+    """
 
     nz_z0: float = 0.33
     nz_alpha: float = 2.0
     nz_beta: float = 1.5
+    nz_flat_fraction: float = 0.0
     z_min: float = 0.02
     z_max: float = 2.0
     mag_i_min: float = 17.0
@@ -57,6 +64,9 @@ class PopulationConfig:
         if self.nz_z0 <= 0 or self.nz_beta <= 0:
             msg = "nz_z0 and nz_beta must be > 0"
             raise ValueError(msg)
+        if not 0.0 <= self.nz_flat_fraction <= 1.0:
+            msg = f"nz_flat_fraction must lie in [0, 1], got {self.nz_flat_fraction}"
+            raise ValueError(msg)
 
 
 def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,6 +74,9 @@ def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -
     z = np.linspace(config.z_min, config.z_max, 4001)
     pdf = z**config.nz_alpha * np.exp(-((z / config.nz_z0) ** config.nz_beta))
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(z))])
+    if config.nz_flat_fraction > 0:
+        # One uniform variate per source, as without the mixture.
+        cdf = (1.0 - config.nz_flat_fraction) * cdf / cdf[-1] + config.nz_flat_fraction * (z - z[0]) / (z[-1] - z[0])
     return np.interp(rng.uniform(0.0, cdf[-1], n), cdf, z)
 
 

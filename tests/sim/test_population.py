@@ -24,3 +24,21 @@ def test_drawn_sources_respect_the_flux_limits_and_their_spectra():
     assert np.all((mags >= 19.0) & (mags <= 22.0))
     # mag_i is the magnitude of the spectrum each source carries.
     np.testing.assert_allclose(mags, [float(ab_magnitude(OBS_WAVE_AA, s.flam)) for s in sources], atol=1e-12)
+
+
+def test_flat_fraction_mixes_a_flat_nz_in():
+    """With nz_flat_fraction f, the fraction of draws above z = 1.2 is (1 - f) P_smail + f (z_max - 1.2)/(z_max - z_min)."""
+    from slitcli.sim.population import draw_redshifts
+
+    n = 200_000
+    smail = draw_redshifts(PopulationConfig(), n, np.random.default_rng(1))
+    mixed = draw_redshifts(PopulationConfig(nz_flat_fraction=0.5), n, np.random.default_rng(1))
+    flat = draw_redshifts(PopulationConfig(nz_flat_fraction=1.0), n, np.random.default_rng(1))
+    p_smail = np.mean(smail > 1.2)
+    expected = 0.5 * p_smail + 0.5 * (2.0 - 1.2) / (2.0 - 0.02)
+    assert abs(np.mean(mixed > 1.2) - expected) < 4 * np.sqrt(expected * (1 - expected) / n)
+    # A flat n(z): equal counts in equal redshift bins.
+    counts, _ = np.histogram(flat, bins=9, range=(0.02, 2.0))
+    assert np.all(np.abs(counts - n / 9) < 5 * np.sqrt(n / 9))
+    # The default is untouched: fraction 0 draws what the plain Smail n(z) draws.
+    assert p_smail < 0.02
