@@ -16,7 +16,7 @@ def calibrate(
     in_place: bool = typer.Option(False, "--in-place", help="Write the temperature into the model directory itself."),
     n_mc: int = typer.Option(100, "--n-mc", help="Monte Carlo dropout passes (>= 2).", metavar="N", min=2),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
-    gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method)."),
+    gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method); for a p(z) head: the temperature only, no PIT map."),
     template: bool = typer.Option(False, "--template", help="Instead, fit the n(z) prior (BPZ's form, to the sample's true redshifts), the offset (the templates' redshift bias, from the sources with SNR_GI >= 5), temperature and error floor of the template route's PDF (predict --method template -m MODEL reads them from the model card), on the sources with SNR_GI >= 1, holding the 68% and 95% coverage at SNR_GI >= 1, 3 and 5. On cutouts with a contamination model (from slitcli cutout --direct), only a second temperature and floor for such field cutouts, keeping the prior and offset."),
     hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the hybrid route's (predict --method hybrid): first the templates' offset and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of the sources with SNR_GI >= 3), then, with the flagged sources widened as predict widens them, the temperature and error floor of its template likelihood, on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed (two passes over the sample); calibrate the CNN first. On cutouts with a contamination model, only a second temperature and floor for such field cutouts (one pass)."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
@@ -35,7 +35,9 @@ def calibrate(
     400 sources above the SNR cut (docs/bayes.md). --gaussian keeps the paper's single
     T and Gaussian (10 sources suffice). A model with a p(z) head (train with head: pdf)
     gets a temperature on its logits and an SNR power instead, fitted by the PIT (at
-    least 400 sources), and the card records whether its median or mode is Z.
+    least 400 sources), then a PIT map per SNR_GI bin that makes the PIT uniform on the
+    sample (--gaussian: none; aim for 150+ sources per bin, e.g. simulate -n 12000), and
+    the card records whether its median or mode is Z.
 
     Example:
 
@@ -106,7 +108,7 @@ def calibrate(
         if "pdf_point" in cal:
             log.info(
                 f"p(z) head: logit temperature T = {result.temperature:.3f} x (SNR_GI/3)^{result.snr_power + 0.0:g} on {result.n} sources of {result.sample}; "
-                f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}, PIT KS distance {cal['pit_ks_before']:.3f} -> {cal['pit_ks_after']:.3f}; Z is the PDF's {cal['pdf_point']}; wrote {target}"
+                f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}, PIT KS distance {cal['pit_ks_before']:.3f} -> {_ks_steps(cal)}; Z is the PDF's {cal['pdf_point']}; wrote {target}"
             )
             return
         log.info(
@@ -114,3 +116,10 @@ def calibrate(
             f"on {result.n} sources of {result.sample}; "
             f"calibration error {result.error_before:.4f} -> {result.error_after:.4f}; wrote {target}"
         )
+
+
+def _ks_steps(cal: dict) -> str:
+    """The PIT's KS distance after the temperature and, where one was fitted, after the PIT map."""
+    if "pit_ks_temperature" in cal:
+        return f"{cal['pit_ks_temperature']:.3f} (temperature) -> {cal['pit_ks_after']:.3f} (PIT map by SNR_GI bin)"
+    return f"{cal['pit_ks_after']:.3f}"

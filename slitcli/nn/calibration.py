@@ -212,7 +212,7 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     """Fit the temperature (and, if `tails`, the tail shape and SNR power) of `bundle` on a held-out sample file and store them in its card.
 
     A model with a p(z) head is calibrated by `slitcli.nn.pdf_calibration.calibrate_pdf_model`
-    instead (a temperature on its logits and an SNR power; `tails` does not apply).
+    instead (a temperature on its logits and an SNR power, then, if `tails`, a PIT map).
 
     Predicts every source with the raw uncertainties (temperature 1), keeps sources with
     SNR_GI >= `min_snr` of the truth (default: the model's training cut), and fits T
@@ -230,7 +230,7 @@ def calibrate_model(bundle, sample_path, predict_config, *, min_snr: float | Non
     if isinstance(getattr(getattr(bundle, "model", None), "head", None), PDFHead):
         from slitcli.nn.pdf_calibration import calibrate_pdf_model
 
-        return calibrate_pdf_model(bundle, sample_path, predict_config, min_snr=min_snr, progress=progress)
+        return calibrate_pdf_model(bundle, sample_path, predict_config, min_snr=min_snr, remap=tails, progress=progress)
     truth = read_truth(sample_path)
     if tails and "SNR_GI" in truth.colnames:  # refuse before the prediction, not after
         _check_tail_sample(int(np.count_nonzero(np.asarray(truth["SNR_GI"]) >= min_snr)), sample_path, min_snr)

@@ -118,6 +118,14 @@ class ModelBundle:
         return str(self.card.get("calibration", {}).get("pdf_point") or "median")
 
     @property
+    def pit_map(self):
+        """The p(z) head's PIT recalibration (`slitcli.nn.pit_map.PITMap`, card ``calibration.pit_map``), or None."""
+        from slitcli.nn.pit_map import PITMap
+
+        value = self.card.get("calibration", {}).get("pit_map")
+        return None if value is None else PITMap.from_card(value)
+
+    @property
     def tail_dof(self) -> float:
         """Degrees of freedom of the Student t predictive distribution (inf: Gaussian)."""
         dof = self.card.get("calibration", {}).get("tail_dof")
@@ -171,6 +179,16 @@ def save_model(bundle: ModelBundle, directory: str | Path, *, overwrite: bool = 
     return directory
 
 
+def _pit_map(value) -> bool:
+    from slitcli.nn.pit_map import PITMap
+
+    try:
+        PITMap.from_card(value)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -222,6 +240,7 @@ CARD_SCHEMA = {
         "ood_disagreement": (False, _positive, "a positive number"),
         "ood_epistemic": (False, _positive, "a positive number"),
         "pdf_point": (False, lambda v: v in ("median", "mode"), "median or mode"),
+        "pit_map": (False, _pit_map, "an object with snr_edges, levels and knots (slitcli.nn.pit_map)"),
         ...: None,
     }, "an object"),
     "training": (False, {

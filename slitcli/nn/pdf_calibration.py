@@ -17,6 +17,10 @@ Gaussian head's shape is chosen), and its T is refined once more (steps of 1%). 
 runs the sample through the network once more with the same seeds (so the same dropout
 masks and logits in every stage): the softmaxes, not the network, are the cost.
 
+Then the PIT map (`slitcli.nn.pit_map`): the PIT's own CDF in SNR_GI bins, which fixes
+what one temperature cannot (a shift of the PDFs against the truth, tails too light for
+the outliers). It is fitted on the same sample, after the temperature.
+
 Z is the PDF's median or mode: the one with the lower sigma_NMAD on the sample at T = 1
 is written to the card as ``pdf_point``.
 """
@@ -33,6 +37,7 @@ from slitcli.evaluation.metrics import DEFAULT_LEVELS, sigma_nmad
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.truth import read_truth
 from slitcli.nn import pdf
+from slitcli.nn.pit_map import fit_pit_map
 from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS, CalibrationResult, card_calibration, predict_held_out
 from slitcli.nn.predict import chunk_seed, resolve_device, snr_scale
 from slitcli.nn.train import normalise
@@ -69,8 +74,11 @@ def _binned(pit: np.ndarray, snr: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float(pit_objective(pit, PUBLISHED_LEVELS))
 
 
-def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndarray, snr: np.ndarray, powers, temperatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PIT [len(powers), n_T, n] of the sources at `rows` for each power and its row of `temperatures` [len(powers), n_T], and their Z at T = 1 as median and mode [2, n]."""
+def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndarray, snr: np.ndarray, powers, temperatures: np.ndarray, pit_map=None) -> tuple[np.ndarray, np.ndarray]:
+    """PIT [len(powers), n_T, n] of the sources at `rows` for each power and its row of `temperatures` [len(powers), n_T], and their Z at T = 1 as median and mode [2, n].
+
+    With a `pit_map` (`slitcli.nn.pit_map.PITMap`), the PIT of the remapped PDFs.
+    """
     device = resolve_device(predict_config.device)
     model = bundle.model.to(device)
     head = model.head
@@ -98,7 +106,8 @@ def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndar
             for i, power in enumerate(powers):
                 scale = torch.from_numpy(snr_scale(snr[k], power).astype(np.float32)).to(device)
                 for j, temperature in enumerate(temperatures[i]):
-                    pits[i, j, k] = pdf.cdf_at(pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy(), t_nodes, t_true[k])
+                    mix = pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy()
+                    pits[i, j, k] = pdf.cdf_at(mix if pit_map is None else pit_map.apply(mix, snr[k]), t_nodes, t_true[k])
     return pits, points
 
 
@@ -137,12 +146,14 @@ def _mc_logits(model, x, n_mc):
         return model.head.sampled(h.repeat(n_mc, 1)).view(n_mc, len(h), -1)
 
 
-def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, progress=None) -> CalibrationResult:
-    """Fit the logit temperature and SNR power of a p(z) model on a held-out sample file, and its point estimate; store them in its card.
+def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, remap: bool = True, progress=None) -> CalibrationResult:
+    """Fit the logit temperature and SNR power of a p(z) model on a held-out sample file, its point estimate and (with `remap`) a PIT map; store them in its card.
 
-    Returns a `CalibrationResult` whose errors are the PIT objective (RMS of coverage
-    minus confidence) before (T = 1) and after; the card also keeps the PIT's KS distance
-    before and after (``pit_ks_before``, ``pit_ks_after``).
+    The PIT map (`slitcli.nn.pit_map`) is fitted on the PIT values after the temperature,
+    by SNR_GI bin. Returns a `CalibrationResult` whose errors are the PIT objective (RMS of
+    coverage minus confidence) before (T = 1) and after (temperature, then the map); the
+    card also keeps the PIT's KS distance before, after the temperature
+    (``pit_ks_temperature``) and after both (``pit_ks_after``).
 
     Raises
     ------
@@ -163,15 +174,22 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
         points.append(pts)
         return pits
 
-    temperature, power, before, after = fit_logit_temperature(pits_of, snr)
+    temperature, power, before, scaled = fit_logit_temperature(pits_of, snr)
     points = points[0]
     nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
+    extra = {}
+    after = scaled
+    if remap:
+        pit_map = fit_pit_map(scaled, snr)
+        after = _pits(bundle, sample_path, predict_config, rows, t_true, snr, [power], np.array([[temperature]]), pit_map)[0][0, 0]
+        extra = {"pit_map": pit_map.to_card(), "pit_ks_temperature": pit_ks(scaled)}
     result = CalibrationResult(temperature, np.inf, power, float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
     bundle.card["calibration"] = card_calibration(
         kept, result, min_snr, predict_config,
         pdf_point=pdf.POINTS[int(np.argmin(nmad))],
         pdf_point_sigma_nmad={p: float(v) for p, v in zip(pdf.POINTS, nmad, strict=True)},
         pit_ks_before=pit_ks(before),
+        **extra,
         pit_ks_after=pit_ks(after),
     )
     return result

@@ -18,7 +18,9 @@ quantiles are that distribution's, computed in t and censored at z = 0
 
 A model with a p(z) head (`slitcli.nn.pdf`) predicts a distribution on a grid instead:
 the T passes' softmaxes, of the logits divided by that temperature, are averaged into
-the predictive p(z), and every column is read from it (`slitcli.nn.pdf.summarise_pdf`):
+the predictive p(z), remapped by the card's PIT map if calibration fitted one
+(`slitcli.nn.pit_map`; ZERR_EPI and ZERR_ALE stay those of the passes before it), and
+every column is read from it (`slitcli.nn.pdf.summarise_pdf`):
 Z its median (or mode, as the card's ``calibration.pdf_point`` says), ZERR half the
 width of its central 68.27% interval, the quantiles and ODDS its own. ZDOF is then
 meaningless and written as 0; ``--pdf`` writes the mixture itself.
@@ -232,6 +234,7 @@ def predict_sample(
     snr_columns = sample_band_columns(reader, bundle.bands[gi])
     grid = (z_grid() if pdf_grid is None else np.asarray(pdf_grid, np.float64)) if config.pdf else None
     is_pdf = isinstance(model.head, PDFHead)
+    pit_map = bundle.pit_map if is_pdf else None
     for start, sci, err, dq in reader.iter_chunks(config.batch_size):
         torch.manual_seed(chunk_seed(config.seed, start))
         x = torch.from_numpy(normalise(sci, scales)).to(device)
@@ -240,6 +243,8 @@ def predict_sample(
         if is_pdf:
             probs, mean_t, var_t = mc_pdf(model, x, config.n_mc, torch.from_numpy(np.broadcast_to(scale, len(sci)).astype(np.float32)).to(device))
             probs = probs.double().cpu().numpy()
+            if pit_map is not None:
+                probs = pit_map.apply(probs, snr)
             stats = pdf.summarise_pdf(probs, model.head.t_max, mean_t.double().cpu().numpy(), var_t.double().cpu().numpy(), bundle.pdf_point)
         else:
             mu, logvar = mc_predict(model, x, config.n_mc)

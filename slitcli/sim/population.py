@@ -37,12 +37,18 @@ class PopulationConfig:
     the default 0 is the survey-like population; a training stream uses more (e.g. 0.5)
     so that a network sees enough galaxies at high redshift and learns a likelihood
     there, not only the survey's prior (docs/bayes.md, "The training stream").
+    `mag_free_fraction` is the fraction of sources whose spectrum is then rescaled to an i
+    magnitude uniform within the flux limits, whatever their redshift and luminosity: a
+    network trained only on the luminosity function learns "bright means near", which
+    fails on any population whose luminosities differ. Both default to 0, and then a seed
+    draws exactly what it drew before they existed.
     """
 
     nz_z0: float = 0.33
     nz_alpha: float = 2.0
     nz_beta: float = 1.5
     nz_flat_fraction: float = 0.0
+    mag_free_fraction: float = 0.0
     z_min: float = 0.02
     z_max: float = 2.0
     mag_i_min: float = 17.0
@@ -64,9 +70,10 @@ class PopulationConfig:
         if self.nz_z0 <= 0 or self.nz_beta <= 0:
             msg = "nz_z0 and nz_beta must be > 0"
             raise ValueError(msg)
-        if not 0.0 <= self.nz_flat_fraction <= 1.0:
-            msg = f"nz_flat_fraction must lie in [0, 1], got {self.nz_flat_fraction}"
-            raise ValueError(msg)
+        for key in ("nz_flat_fraction", "mag_free_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                msg = f"{key} must lie in [0, 1], got {getattr(self, key)}"
+                raise ValueError(msg)
 
 
 def draw_redshifts(config: PopulationConfig, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -127,6 +134,12 @@ def draw_sources(config: PopulationConfig, n: int, first_id: int, rng: np.random
         else:
             msg = f"no galaxy passes {config.mag_i_min} <= i <= {config.mag_i_max} at z = {z:.3f}"
             raise ConfigError(msg)
+        if config.mag_free_fraction > 0 and rng.uniform() < config.mag_free_fraction:
+            # Brightness that says nothing about redshift: the spectrum scaled to a magnitude
+            # uniform within the flux limits.
+            target = rng.uniform(config.mag_i_min, config.mag_i_max)
+            flam = flam * 10.0 ** (-0.4 * (target - mag))
+            mag = float(ab_magnitude(OBS_WAVE_AA, flam))
         s = int(rng.integers(len(shapes)))
         image = np.rot90(shapes.stamps[s], k=int(rng.integers(4)))
         if rng.integers(2):

@@ -32,6 +32,9 @@ def test_card_says_how_the_pdf_is_read(workdir):
     cal = card["calibration"]
     assert cal["pdf_point"] in ("median", "mode") and cal["temperature"] > 0 and cal["n"] == 420
     assert cal["pdf_point_sigma_nmad"][cal["pdf_point"]] == min(cal["pdf_point_sigma_nmad"].values())
+    # The PIT map, fitted on the same sample, brings its PIT closer to uniform.
+    assert set(cal["pit_map"]) == {"snr_edges", "levels", "knots"}
+    assert cal["pit_ks_after"] < cal["pit_ks_temperature"]
 
 
 def test_catalogue_columns_come_from_the_written_pdf(workdir):

@@ -42,3 +42,19 @@ def test_flat_fraction_mixes_a_flat_nz_in():
     assert np.all(np.abs(counts - n / 9) < 5 * np.sqrt(n / 9))
     # The default is untouched: fraction 0 draws what the plain Smail n(z) draws.
     assert p_smail < 0.02
+
+
+def test_free_magnitudes_are_uniform_and_leave_the_defaults_alone():
+    """mag_free_fraction 1: i magnitudes uniform within the limits at every redshift; 0: the same sources as before."""
+    config = PopulationConfig(mag_i_min=19.0, mag_i_max=22.0)
+    free = draw_sources(PopulationConfig(mag_i_min=19.0, mag_i_max=22.0, mag_free_fraction=1.0), 400, 1, np.random.default_rng(4))
+    mags, z = np.array([s.mag_i for s in free]), np.array([s.z for s in free])
+    np.testing.assert_allclose(mags, [float(ab_magnitude(OBS_WAVE_AA, s.flam)) for s in free], atol=1e-12)
+    counts, _ = np.histogram(mags, bins=4, range=(19.0, 22.0))
+    assert np.all(np.abs(counts - 100) < 4 * 10)
+    # Brightness no longer tracks redshift: the median magnitude above and below the median z agree.
+    high = z > np.median(z)
+    assert abs(np.median(mags[high]) - np.median(mags[~high])) < 0.4
+    default = draw_sources(config, 50, 1, np.random.default_rng(4))
+    again = draw_sources(PopulationConfig(mag_i_min=19.0, mag_i_max=22.0, mag_free_fraction=0.0), 50, 1, np.random.default_rng(4))
+    assert [(s.z, s.mag_i, s.sed_id) for s in default] == [(s.z, s.mag_i, s.sed_id) for s in again]
