@@ -91,7 +91,7 @@ def metrics_table(joined: Table, snr_cuts=(1, 3, 5, 10), snr_column: str = "SNR_
         pdf = np.asarray(joined["ZPDF"], np.float64)
         crps, pits = pdf_crps(pdf_grid, pdf, z_true), pdf_pit(pdf_grid, pdf, z_true)
     rows = []
-    quantiles = all(c in joined.colnames for c in INTERVALS.values())
+    quantiles = all(c in joined.colnames for bounds in INTERVALS.values() for c in bounds)
     for name, mask in sample_masks(joined, snr_cuts, snr_column).items():
         values = point_metrics(z_pred[mask], zerr[mask], z_true[mask], predictive_dof(joined.meta)) if mask.any() else empty_metrics()
         if quantiles and mask.any():

@@ -113,3 +113,15 @@ def test_metrics_table_equals_evaluate(pred, truth):
     assert a.colnames == b.colnames
     for name in a.colnames:
         assert list(a[name].astype(str)) == list(b[name].astype(str))
+
+
+def test_coverage_counts_truths_inside_the_published_quantiles(pred, truth):
+    """With Z160-Z840 and Z025-Z975 columns, coverage is the fraction of truths between them, not within Z +- ZERR."""
+    # Intervals that hold every truth although Z +- ZERR misses most of them.
+    pred["Z160"], pred["Z840"] = np.full(7, 0.0), np.full(7, 2.0)
+    pred["Z025"], pred["Z975"] = np.full(7, 0.0), np.full(7, 0.5)
+    t = evaluate(pred, truth, snr_cuts=(1,))
+    assert t[0]["coverage_68"] == 1.0
+    # Z025-Z975 = [0, 0.5] holds the truths 0.2 and 0.4 of six.
+    assert t[0]["coverage_95"] == pytest.approx(2 / 6)
+    assert point_metrics(pred["Z"][[0, 1, 3, 4, 5, 6]], pred["ZERR"][[0, 1, 3, 4, 5, 6]], truth["Z_TRUE"][[4, 2, 0, 1, 3, 5]])["coverage_68"] < 1.0
