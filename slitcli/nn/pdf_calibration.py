@@ -21,8 +21,9 @@ Then the PIT map (`slitcli.nn.pit_map`): the PIT's own CDF in SNR_GI bins, which
 what one temperature cannot (a shift of the PDFs against the truth, tails too light for
 the outliers). It is fitted on the same sample, after the temperature.
 
-Z is the PDF's median or mode: the one with the lower sigma_NMAD on the sample at T = 1
-is written to the card as ``pdf_point``.
+Z is the PDF's median or mode: whichever has the lower sigma_NMAD on the sample goes to
+the card as ``pdf_point``, judged on the PDFs that predict will write when a PIT map is
+fitted (the map moves the median), otherwise at T = 1.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _binned(pit: np.ndarray, snr: np.ndarray) -> float:
 def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndarray, snr: np.ndarray, powers, temperatures: np.ndarray, pit_map=None) -> tuple[np.ndarray, np.ndarray]:
     """PIT [len(powers), n_T, n] of the sources at `rows` for each power and its row of `temperatures` [len(powers), n_T], and their Z at T = 1 as median and mode [2, n].
 
-    With a `pit_map` (`slitcli.nn.pit_map.PITMap`), the PIT of the remapped PDFs.
+    With a `pit_map` (`slitcli.nn.pit_map.PITMap`), the PIT of the remapped PDFs, and Z
+    read from the remapped PDF of the first power and temperature.
     """
     device = resolve_device(predict_config.device)
     model = bundle.model.to(device)
@@ -101,13 +103,19 @@ def _pits(bundle, sample_path, predict_config, rows: np.ndarray, t_true: np.ndar
             each = pdf.softmax(logits)
             probs = each.mean(0).double().cpu().numpy()
             mean_t, var_t = (a.double().cpu().numpy() for a in pdf.moments(each, head.t_max))
-            for j, point in enumerate(pdf.POINTS):
-                points[j, k] = pdf.summarise_pdf(probs, head.t_max, mean_t, var_t, point)["Z"]
+            if pit_map is None:
+                for j, point in enumerate(pdf.POINTS):
+                    points[j, k] = pdf.summarise_pdf(probs, head.t_max, mean_t, var_t, point)["Z"]
             for i, power in enumerate(powers):
                 scale = torch.from_numpy(snr_scale(snr[k], power).astype(np.float32)).to(device)
                 for j, temperature in enumerate(temperatures[i]):
                     mix = pdf.mixture(logits, float(temperature) * scale).double().cpu().numpy()
-                    pits[i, j, k] = pdf.cdf_at(mix if pit_map is None else pit_map.apply(mix, snr[k]), t_nodes, t_true[k])
+                    if pit_map is not None:
+                        mix = pit_map.apply(mix, snr[k])
+                        if i == j == 0:
+                            for m, point in enumerate(pdf.POINTS):
+                                points[m, k] = pdf.summarise_pdf(mix, head.t_max, mean_t, var_t, point)["Z"]
+                    pits[i, j, k] = pdf.cdf_at(mix, t_nodes, t_true[k])
     return pits, points
 
 
@@ -176,13 +184,14 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
 
     temperature, power, before, scaled = fit_logit_temperature(pits_of, snr)
     points = points[0]
-    nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
     extra = {}
     after = scaled
     if remap:
         pit_map = fit_pit_map(scaled, snr)
-        after = _pits(bundle, sample_path, predict_config, rows, t_true, snr, [power], np.array([[temperature]]), pit_map)[0][0, 0]
+        after, points = _pits(bundle, sample_path, predict_config, rows, t_true, snr, [power], np.array([[temperature]]), pit_map)
+        after = after[0, 0]
         extra = {"pit_map": pit_map.to_card(), "pit_ks_temperature": pit_ks(scaled)}
+    nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
     result = CalibrationResult(temperature, np.inf, power, float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
     bundle.card["calibration"] = card_calibration(
         kept, result, min_snr, predict_config,
