@@ -23,7 +23,9 @@ the outliers). It is fitted on the same sample, after the temperature.
 
 Z is the PDF's median or mode: whichever has the lower sigma_NMAD on the sample goes to
 the card as ``pdf_point``, judged on the PDFs that predict will write when a PIT map is
-fitted (the map moves the median), otherwise at T = 1.
+fitted (the map moves the median), otherwise at T = 1, and at every published SNR_GI cut
+alike (`point_score`): at SNR_GI >= 1 alone, on the shipped model's 5,619 calibration
+sources, the two differed by 0.3%, within the noise.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from slitcli.nn.calibration import MIN_TAIL_SOURCES, PUBLISHED_LEVELS, SNR_BINS,
 from slitcli.nn.predict import chunk_seed, resolve_device, snr_scale
 from slitcli.nn.train import normalise
 
-__all__ = ["COARSE", "POWERS", "pit_objective", "pit_ks", "fit_logit_temperature", "calibrate_pdf_model"]
+__all__ = ["COARSE", "POWERS", "POINT_SNR_CUTS", "pit_objective", "pit_ks", "point_score", "fit_logit_temperature", "calibrate_pdf_model"]
 
 #: The first, coarse grid of logit temperatures.
 COARSE = np.geomspace(0.25, 4.0, 9)
@@ -142,6 +144,16 @@ def fit_logit_temperature(pits_of, snr: np.ndarray) -> tuple[float, float, np.nd
     return float(grid[j]), float(power), before, finest[j]
 
 
+#: The SNR_GI cuts at which catalogues are judged (evaluate's, the model cards').
+POINT_SNR_CUTS = (1.0, 3.0, 5.0, 10.0)
+
+
+def point_score(z: np.ndarray, z_true: np.ndarray, snr: np.ndarray) -> float:
+    """Mean over `POINT_SNR_CUTS` (those with at least 20 sources) of ln sigma_NMAD of `z`: every cut counts alike, not only the faint sources that dominate SNR_GI >= 1."""
+    logs = [np.log(sigma_nmad(z[snr >= cut], z_true[snr >= cut])) for cut in POINT_SNR_CUTS if np.count_nonzero(snr >= cut) >= 20]
+    return float(np.mean(logs)) if logs else float(np.log(sigma_nmad(z, z_true)))
+
+
 def _mc_logits(model, x, n_mc):
     """Logits [n_mc, n, n_bins] of `n_mc` passes (an ensemble's members' passes pooled: [M n_mc, n, n_bins])."""
     from slitcli.nn.ensemble import Ensemble
@@ -192,11 +204,13 @@ def calibrate_pdf_model(bundle, sample_path, predict_config, *, min_snr: float, 
         after = after[0, 0]
         extra = {"pit_map": pit_map.to_card(), "pit_ks_temperature": pit_ks(scaled)}
     nmad = [sigma_nmad(points[m], z_true) for m in range(len(pdf.POINTS))]
+    score = [point_score(points[m], z_true, snr) for m in range(len(pdf.POINTS))]
     result = CalibrationResult(temperature, np.inf, power, float(np.sqrt(pit_objective(before))), float(np.sqrt(pit_objective(after))), len(rows), Path(sample_path).name)
     bundle.card["calibration"] = card_calibration(
         kept, result, min_snr, predict_config,
-        pdf_point=pdf.POINTS[int(np.argmin(nmad))],
+        pdf_point=pdf.POINTS[int(np.argmin(score))],
         pdf_point_sigma_nmad={p: float(v) for p, v in zip(pdf.POINTS, nmad, strict=True)},
+        pdf_point_score={p: float(v) for p, v in zip(pdf.POINTS, score, strict=True)},
         pit_ks_before=pit_ks(before),
         **extra,
         pit_ks_after=pit_ks(after),

@@ -31,7 +31,7 @@ def test_card_says_how_the_pdf_is_read(workdir):
     assert card["input"]["target"].startswith("t = ln(1 + z); p(t)")
     cal = card["calibration"]
     assert cal["pdf_point"] in ("median", "mode") and cal["temperature"] > 0 and cal["n"] == 420
-    assert cal["pdf_point_sigma_nmad"][cal["pdf_point"]] == min(cal["pdf_point_sigma_nmad"].values())
+    assert cal["pdf_point_score"][cal["pdf_point"]] == min(cal["pdf_point_score"].values())
     # The PIT map, fitted on the same sample, brings its PIT closer to uniform.
     assert set(cal["pit_map"]) == {"snr_edges", "levels", "knots"}
     assert cal["pit_ks_after"] < cal["pit_ks_temperature"]

@@ -125,3 +125,16 @@ def test_pit_ks_of_uniform_and_of_clumped_values():
     u = (np.arange(1000) + 0.5) / 1000
     assert pit_ks(u) == pytest.approx(0.0005)
     assert pit_ks(np.full(100, 0.5)) == pytest.approx(0.5)
+
+
+def test_point_score_weighs_every_snr_cut_alike():
+    """A point a little worse on the faint majority but half as scattered on the bright sources scores better."""
+    from slitcli.nn.pdf_calibration import point_score
+
+    rng = np.random.default_rng(0)
+    snr = np.r_[np.full(2000, 2.0), np.full(400, 4.0), np.full(200, 7.0), np.full(100, 20.0)]
+    z_true = rng.uniform(0.1, 1.0, snr.size)
+    noise = rng.standard_normal(snr.size)
+    sharp_faint = z_true + (1 + z_true) * noise * np.where(snr < 3, 0.0100, 0.004)
+    sharp_bright = z_true + (1 + z_true) * noise * np.where(snr < 3, 0.0102, 0.002)
+    assert point_score(sharp_bright, z_true, snr) < point_score(sharp_faint, z_true, snr)
