@@ -95,6 +95,12 @@ def test_mc_pdf_without_dropout_is_the_softmax_of_one_pass():
         direct = torch.softmax(model(x), -1)
     torch.testing.assert_close(probs, direct, rtol=1e-5, atol=1e-7)
     assert means.shape == (4, 5) and torch.all(variances >= 0)
+    # A temperature per source, folded into the last layer, divides the logits.
+    temperature = torch.tensor([0.3, 0.5, 1.0, 2.0, 4.0])
+    probs_t, _, _ = mc_pdf(model, x, n_mc=3, temperature=temperature)
+    with torch.no_grad():
+        direct_t = torch.softmax(model(x) / temperature[:, None], -1)
+    torch.testing.assert_close(probs_t, direct_t, rtol=1e-5, atol=1e-7)
 
 
 def test_logit_temperature_fit_recovers_the_truth_s_width():
