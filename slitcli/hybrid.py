@@ -319,7 +319,7 @@ class HybridCalibration:
     n_ood: int
 
 
-def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
+def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, max_widen_ood: float = 10.0, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
     """Fit the hybrid route's OOD thresholds, then its likelihood temperature, on a held-out sample with Z_TRUE (`slitcli.classic.posterior`).
 
     Two passes over the sample. First, the template basis's offset (`fit_offset`) and each
@@ -333,6 +333,9 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     ``ood_epistemic`` (a CNN re-calibration drops them: they depend on the CNN's calibration).
     With `fixed` (the card's thresholds, offset and n(z): a second calibration, on cutouts of
     another kind), the first pass is skipped and only T and the floor are fitted.
+    `max_widen_ood` is the widening's cap (`HybridConfig.max_widen_ood`; 1: flagged
+    sources are not widened), the same in the fit as in `predict` (card
+    ``hybrid_max_widen_ood``).
     """
     fit_config = fit_config or TemplateFitConfig()
     t_grid = fit_config.grid()
@@ -355,7 +358,7 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
         msg = f"{len(parts)} sources with SNR_GI >= {ood_snr:g}; the out-of-distribution thresholds need at least 20"
         raise InputError(msg)
     disagreement, spread = (float(q) for q in np.quantile(parts, ood_quantile, axis=0))
-    config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread, offset=offset)
+    config = HybridConfig(ood_disagreement=disagreement, ood_epistemic=spread, offset=offset, max_widen_ood=max_widen_ood)
     return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, len(parts))
 
 

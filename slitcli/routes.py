@@ -84,7 +84,7 @@ class Route:
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
         temperature, floor = bundle.likelihood_scale("hybrid", field)
-        return HybridConfig(temperature=temperature, error_floor=floor, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior)
+        return HybridConfig(temperature=temperature, error_floor=floor, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
 
     def _fit_config(self, field: bool = False):
         from slitcli.classic.template_fit import TemplateFitConfig
@@ -158,12 +158,13 @@ class Route:
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)
 
 
-def calibrate_route(bundle, reader, kind: str, predict_config, progress=None):
+def calibrate_route(bundle, reader, kind: str, predict_config, progress=None, max_widen_ood: float | None = None):
     """`calibrate --template` (`kind` "template") or `--hybrid` on an open sample; returns (the fit, the card keys it sets, whether the sample is of field cutouts).
 
     Field cutouts (a contamination model, ``CONTMODL`` not ``NONE``) get only their own
     temperature and floor, with the card's n(z) prior, offset and thresholds (fitted on
-    isolated cutouts); isolated cutouts get the whole calibration.
+    isolated cutouts); isolated cutouts get the whole calibration. `max_widen_ood`: the
+    hybrid's widening cap to fit with and keep (None: the card's, 10 where it has none).
     """
     from slitcli.classic.posterior import calibrate_template
     from slitcli.hybrid import calibrate_hybrid
@@ -173,7 +174,8 @@ def calibrate_route(bundle, reader, kind: str, predict_config, progress=None):
     if kind == "template":
         cal = fit = calibrate_template(reader, progress=progress, fixed=route._fit_config() if field else None)
     else:
-        cal = calibrate_hybrid(bundle, reader, predict_config, progress=progress, fixed=route._hybrid_config() if field else None)
+        widen = bundle.hybrid_max_widen_ood if max_widen_ood is None else float(max_widen_ood)
+        cal = calibrate_hybrid(bundle, reader, predict_config, max_widen_ood=widen, progress=progress, fixed=route._hybrid_config() if field else None)
         fit = cal.temperature
     if field:
         return cal, {f"{kind}_field_temperature": fit.temperature, f"{kind}_field_error_floor": fit.error_floor}, True
@@ -181,7 +183,7 @@ def calibrate_route(bundle, reader, kind: str, predict_config, progress=None):
     if kind == "template":
         keys |= {"template_nz_alpha": fit.nz_prior[0], "template_nz_z0": fit.nz_prior[1]}
     else:
-        keys |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic}
+        keys |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic, "hybrid_max_widen_ood": widen}
     return cal, keys, False
 
 

@@ -190,3 +190,19 @@ def test_predict_hybrid_with_a_pdf_head(tmp_path):
         rows = cnn_rows(bundle, reader, PredictConfig(n_mc=4), T_GRID)
     assert rows["ZPDF"].shape == (4, T_GRID.size)  # the prior is the head's own PDF on the template grid
     np.testing.assert_allclose(np.asarray(table["Z_CNN"]), np.asarray(rows["Z"]))
+
+
+def test_the_card_sets_the_widening_cap(tmp_path):
+    """hybrid_max_widen_ood in the card reaches the hybrid's settings; 10 where the card has none; 1 widens nothing."""
+    from slitcli.nn.modelfile import load_model, save_model
+    from slitcli.routes import Route
+
+    bundle = load_model(None)
+    bundle.card["calibration"].pop("hybrid_max_widen_ood", None)
+    save_model(bundle, tmp_path / "without")
+    assert Route("hybrid", str(tmp_path / "without"))._hybrid_config().max_widen_ood == 10.0
+    bundle.card["calibration"]["hybrid_max_widen_ood"] = 1.0
+    save_model(bundle, tmp_path / "with")
+    config = Route("hybrid", str(tmp_path / "with"))._hybrid_config()
+    assert config.max_widen_ood == 1.0
+    np.testing.assert_array_equal(widening(np.array([0.5, 3.0, 40.0]), config), [1.0, 1.0, 1.0])

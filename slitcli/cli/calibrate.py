@@ -19,6 +19,7 @@ def calibrate(
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method); for a p(z) head: the temperature only, no PIT map."),
     template: bool = typer.Option(False, "--template", help="Instead, fit the n(z) prior (BPZ's form, to the sample's true redshifts), the offset (the templates' redshift bias, from the sources with SNR_GI >= 5), temperature and error floor of the template route's PDF (predict --method template -m MODEL reads them from the model card), on the sources with SNR_GI >= 1, holding the 68% and 95% coverage at SNR_GI >= 1, 3 and 5. On cutouts with a contamination model (from slitcli cutout --direct), only a second temperature and floor for such field cutouts, keeping the prior and offset."),
     hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the hybrid route's (predict --method hybrid): first the templates' offset and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of the sources with SNR_GI >= 3), then, with the flagged sources widened as predict widens them, the temperature and error floor of its template likelihood, on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed (two passes over the sample); calibrate the CNN first. On cutouts with a contamination model, only a second temperature and floor for such field cutouts (one pass)."),
+    max_widen_ood: float = typer.Option(None, "--max-widen-ood", help="With --hybrid: the cap of the widening of sources flagged unlike the training data (1: none), fitted with and kept in the card. [default: the card's, else 10]", metavar="K", min=1.0, show_default=False),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
     quiet: bool = QUIET,
@@ -84,7 +85,7 @@ def calibrate(
             bands, shape = (("GV", "GI"), None) if template else (bundle.bands, bundle.shape)
             with progress_bar(quiet) as bar, SampleReader(sample, bands, shape, contamination="subtract") as reader:
                 task = bar.add_task(f"{kind}{' (field cutouts)' if reader.contamination_model != 'NONE' else ''}: {sample.name}", total=None)
-                cal, keys, field = calibrate_route(bundle, reader, kind, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n))
+                cal, keys, field = calibrate_route(bundle, reader, kind, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n), max_widen_ood=max_widen_ood)
             fit = cal if template else cal.temperature
             bundle.card.setdefault("calibration", {}).update(keys)
             save_model(bundle, target, overwrite=overwrite or in_place)

@@ -103,6 +103,11 @@ class ModelBundle:
         return float(cal.get("ood_disagreement", np.inf)), float(cal.get("ood_epistemic", np.inf))
 
     @property
+    def hybrid_max_widen_ood(self) -> float:
+        """Cap of the hybrid route's widening of flagged sources (`slitcli.hybrid.widening`; card ``hybrid_max_widen_ood``, 10 where absent)."""
+        return float(self.card.get("calibration", {}).get("hybrid_max_widen_ood", 10.0))
+
+    @property
     def template_temperature(self) -> float:
         """Scale of the template route's PDF (`slitcli.classic.posterior`); 1 before `calibrate --template`."""
         return float(self.card.get("calibration", {}).get("template_temperature", 1.0))
@@ -239,6 +244,7 @@ CARD_SCHEMA = {
         "hybrid_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),
         "ood_disagreement": (False, _positive, "a positive number"),
         "ood_epistemic": (False, _positive, "a positive number"),
+        "hybrid_max_widen_ood": (False, lambda v: _number(v) and v >= 1, "a number >= 1"),
         "pdf_point": (False, lambda v: v in ("median", "mode"), "median or mode"),
         "pit_map": (False, _pit_map, "an object with snr_edges, levels and knots (slitcli.nn.pit_map)"),
         ...: None,
