@@ -74,7 +74,7 @@ slitcli train --stream --config stage2.yaml --workers 1 --init-from stage1 --val
 # and out-of-distribution thresholds.
 slitcli calibrate cal12k.fits -m stage2 -o slitnet-csst-default
 slitcli calibrate cal.fits -m slitnet-csst-default --template --in-place
-slitcli calibrate cal.fits -m slitnet-csst-default --hybrid --in-place
+slitcli calibrate cal.fits -m slitnet-csst-default --hybrid --max-widen-ood 1 --in-place
 
 for t in test test12k; do
   slitcli predict $t.fits -m slitnet-csst-default -o z_$t.fits --pdf
