@@ -133,9 +133,9 @@ class Route:
             return None
         if self.method != "cnn":
             return np.expm1(self._fit_config().grid())
-        from slitcli.io.zpdf import z_grid
+        from slitcli.nn.predict import pdf_grid_of
 
-        return z_grid()
+        return pdf_grid_of(_bundle(self.model))
 
     def predict(self, sample, progress=None) -> Table:
         """The rows of one open sample (`SampleReader` or `slitcli.fields.field_sample.FieldSample`).

@@ -53,7 +53,7 @@ from slitcli.nn.layers import PDFHead, mc_sampling
 from slitcli.nn.modelfile import ModelBundle
 from slitcli.nn.train import normalise
 
-__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_pdf", "chunk_seed", "mc_predict_naive", "summarise", "predict_file", "predict_sample", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
+__all__ = ["PredictConfig", "check_inputs", "mc_predict", "mc_pdf", "pdf_grid_of", "chunk_seed", "mc_predict_naive", "summarise", "predict_file", "predict_sample", "resolve_device", "catalog_meta", "snr_scale", "SNR_PIVOT", "SNR_CLIP"]
 
 @dataclass(frozen=True)
 class PredictConfig:
@@ -222,7 +222,7 @@ def predict_sample(
     """Predict every source of an open sample: a `SampleReader`, or a `slitcli.fields.field_sample.FieldSample`.
 
     With `config.pdf`, the column ``ZPDF`` holds each PDF on `pdf_grid` (redshifts; default
-    `slitcli.io.zpdf.z_grid`).
+    `pdf_grid_of`).
 
     Bad pixels (non-finite SCI, ERR <= 0 or non-finite) are flagged and neutralised on
     reading (`slitcli.io.samplefile.mask_bad_pixels`); ``meta["NBADPIX"]`` counts them.
@@ -235,7 +235,7 @@ def predict_sample(
     rows = []
     sources = reader.sources()
     snr_columns = sample_band_columns(reader, bundle.bands[gi])
-    grid = (z_grid() if pdf_grid is None else np.asarray(pdf_grid, np.float64)) if config.pdf else None
+    grid = (pdf_grid_of(bundle) if pdf_grid is None else np.asarray(pdf_grid, np.float64)) if config.pdf else None
     is_pdf = isinstance(model.head, PDFHead)
     pit_map = bundle.pit_map if is_pdf else None
     for start, sci, err, dq in reader.iter_chunks(config.batch_size):
@@ -267,6 +267,20 @@ def predict_sample(
     # Pixels with non-finite SCI or ERR <= 0 / non-finite, flagged DO_NOT_USE and neutralised on reading.
     table.meta["NBADPIX"] = reader.bad_pixels
     return table
+
+
+def pdf_grid_of(bundle: ModelBundle) -> np.ndarray:
+    """The redshifts at which ``predict --pdf`` writes a model's PDFs.
+
+    A p(z) head's own nodes (uniform in t = ln(1 + z), `slitcli.nn.pdf.nodes`): its density
+    is piecewise linear in t between them, so the written PDF is the head's, and quantiles
+    read from it are the catalogue's columns (sampled on a finer grid that does not hold the
+    nodes, the sharpest PDFs lose up to 0.02 of CDF). Otherwise `slitcli.io.zpdf.z_grid`.
+    """
+    head = bundle.model.head
+    if isinstance(head, PDFHead):
+        return np.expm1(pdf.nodes(head.n_bins, head.t_max))
+    return z_grid()
 
 
 def catalog_meta(bundle: ModelBundle, config: PredictConfig) -> dict:

@@ -72,27 +72,18 @@ def tiny(tmp_path_factory):
 
 @pytest.mark.parametrize(("method", "tolerance_steps"), [("cnn", 1.0), ("template", 2.0)])
 def test_predict_pdf_matches_its_quantile_columns(tiny, method, tolerance_steps):
-    """The written PDF is the catalogue's predictive distribution: at each quantile column its CDF is the quantile's level.
-
-    The template's PDF is its chi-square PDF, quantiles within two grid steps (a core
-    narrower than the grid is drawn at half a step's width). A p(z) head's PDF, piecewise
-    linear in t on its own nodes and sampled on the z grid, keeps its CDF within 0.01 at the
-    quantiles; in z a quantile that falls where the density is low (a flat tail after the
-    PIT map, a gap between two peaks) can move by more than a step (docs/formats.md).
-    """
+    """The CNN's PDF, written on its p(z) head's own nodes, is its predictive distribution
+    (quantiles within a grid step); the template's is its chi-square PDF (within two: a core
+    narrower than the grid is drawn at half a step's width)."""
     out = tiny / f"z_{method}.fits"
     result = invoke("predict", tiny / "s.fits", "--method", method, "--pdf", "--n-mc", "4", "--device", "cpu", "-q", "-o", out)
     assert result.exit_code == 0, result.output
     grid, pdf = read_zpdf(out)
     table = Table.read(out, hdu="REDSHIFTS")
     assert pdf.shape == (len(table), grid.size)
+    if method == "cnn":  # the shipped model's 1,100 nodes, uniform in ln(1 + z)
+        np.testing.assert_allclose(np.diff(np.log1p(grid)), 0.001, rtol=1e-3)
     np.testing.assert_allclose(np.trapezoid(pdf, grid, axis=1), 1.0, atol=1e-5)
-    if method == "cnn":
-        cdf = np.concatenate([np.zeros((len(pdf), 1)), np.cumsum(0.5 * (pdf[:, 1:] + pdf[:, :-1]) * np.diff(grid), axis=1)], axis=1)
-        for name, level in QUANTILES.items():
-            at = np.array([np.interp(z, grid, row) for z, row in zip(np.asarray(table[name]), cdf, strict=True)])
-            assert np.all(np.abs(at - level) < 0.01), (name, np.abs(at - level).max())
-        return
     got = pdf_quantiles(grid, pdf, list(QUANTILES.values()))
     for k, name in enumerate(QUANTILES):
         inside = np.asarray(table[name]) < grid[-1]
