@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS
 
-__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "softmax", "mixture", "moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on"]
+__all__ = ["LOSSES", "POINTS", "nodes", "target", "pdf_loss", "median_t", "softmax", "mixture", "moments", "node_density", "cdf_quantiles", "cdf_at", "summarise_pdf", "density_on", "normalised_cells"]
 
 LOSSES = ("ce", "crps")
 #: What Z is read as from the PDF.
@@ -111,7 +111,7 @@ def node_density(probs: np.ndarray, t_max: float) -> np.ndarray:
     return np.asarray(probs, np.float64) * ((probs.shape[-1] - 1) / t_max)
 
 
-def _cells(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def normalised_cells(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Node probabilities scaled so that the piecewise-linear density integrates to 1 (a cell's mass is the mean of its ends), and the CDF at the nodes."""
     p = np.asarray(probs, np.float64)
     area = p.sum(-1, keepdims=True) - 0.5 * (p[..., :1] + p[..., -1:])
@@ -121,7 +121,7 @@ def _cells(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def cdf_quantiles(probs: np.ndarray, t_nodes: np.ndarray, levels) -> np.ndarray:
     """Quantiles in t [n, len(levels)] of node probabilities [n, n_bins]: exact for the piecewise-linear density."""
-    p, cdf = _cells(probs)
+    p, cdf = normalised_cells(probs)
     levels = np.atleast_1d(np.asarray(levels, np.float64))
     k = np.clip((cdf[:, :, None] < levels[None, None, :]).sum(axis=1) - 1, 0, cdf.shape[1] - 2)  # [n, L]: the cell
     rows = np.arange(len(cdf))[:, None]
@@ -135,7 +135,7 @@ def cdf_quantiles(probs: np.ndarray, t_nodes: np.ndarray, levels) -> np.ndarray:
 
 def cdf_at(probs: np.ndarray, t_nodes: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Each row's CDF (node probabilities [n, n_bins], piecewise-linear density) at its own t [n]; 0 and 1 beyond the grid."""
-    p, cdf = _cells(probs)
+    p, cdf = normalised_cells(probs)
     t = np.asarray(t, np.float64)
     u = np.clip(t / (t_nodes[1] - t_nodes[0]), 0.0, len(t_nodes) - 1.0)
     k = np.minimum(np.floor(u).astype(int), len(t_nodes) - 2)

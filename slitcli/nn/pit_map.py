@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slitcli.nn.pdf import _cells
+from slitcli.nn.pdf import normalised_cells
 
 __all__ = ["LEVELS", "SNR_EDGES", "MIN_BIN_SOURCES", "PITMap", "fit_pit_map"]
 
@@ -96,7 +96,7 @@ class PITMap:
 
     def apply(self, probs: np.ndarray, snr: np.ndarray) -> np.ndarray:
         """Remapped node probabilities [n, n_bins] of node probabilities `probs` [n, n_bins] (module docstring)."""
-        p, cdf = _cells(probs)
+        p, cdf = normalised_cells(probs)
         # The CDF at every cell's midpoint, and 0 and 1 beyond the ends.
         mid = cdf[:, :-1] + 0.375 * p[:, :-1] + 0.125 * p[:, 1:]
         lo = np.concatenate([np.zeros((len(p), 1)), mid], axis=1)
@@ -112,7 +112,7 @@ class PITMap:
             # Where F is flat (no mass in the node's half cells) the slope is G's at that F.
             slope = np.where(width > 1e-12, (g_hi - g_lo) / np.where(width > 1e-12, width, 1.0), _slope_at(lo[m], row, self.levels))
             out[m] = p[m] * slope
-        return _cells(out)[0]
+        return normalised_cells(out)[0]
 
 
 def _slope_at(f: np.ndarray, knots, levels) -> np.ndarray:

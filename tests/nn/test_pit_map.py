@@ -59,7 +59,7 @@ def test_each_snr_bin_gets_its_own_map():
 def test_identity_map_changes_nothing_and_short_bins_share_a_map():
     probs, _truth, snr = _sample(50, 6, 0.0, 1.0, 4.0)
     identity = PITMap((0.0,), LEVELS, (LEVELS,))
-    np.testing.assert_allclose(identity.apply(probs, snr), pdf._cells(probs)[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(identity.apply(probs, snr), pdf.normalised_cells(probs)[0], rtol=1e-12, atol=1e-15)
     rng = np.random.default_rng(7)
     pit = rng.uniform(size=400) ** 2
     snr = np.r_[np.full(200, 2.0), np.full(100, 4.0), np.full(60, 7.0), np.full(40, 12.0)]
