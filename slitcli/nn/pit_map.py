@@ -80,20 +80,6 @@ class PITMap:
     def to_card(self) -> dict:
         return {"snr_edges": list(self.snr_edges), "levels": list(self.levels), "knots": [list(row) for row in self.knots]}
 
-    def bin_of(self, snr: np.ndarray) -> np.ndarray:
-        """Index of each source's SNR_GI bin (non-finite SNR: the faintest)."""
-        snr = np.nan_to_num(np.asarray(snr, np.float64), nan=-np.inf)
-        return np.clip(np.searchsorted(np.asarray(self.snr_edges), snr, side="right") - 1, 0, len(self.snr_edges) - 1)
-
-    def transform_pit(self, pit: np.ndarray, snr: np.ndarray) -> np.ndarray:
-        """G(PIT) of each source in its SNR bin: what the remapped CDF gives at the same redshift."""
-        pit, b = np.asarray(pit, np.float64), self.bin_of(snr)
-        out = np.empty_like(pit)
-        for k, row in enumerate(self.knots):
-            m = b == k
-            out[m] = np.interp(pit[m], row, self.levels)
-        return out
-
     def apply(self, probs: np.ndarray, snr: np.ndarray) -> np.ndarray:
         """Remapped node probabilities [n, n_bins] of node probabilities `probs` [n, n_bins] (module docstring)."""
         p, cdf = normalised_cells(probs)
@@ -101,7 +87,7 @@ class PITMap:
         mid = cdf[:, :-1] + 0.375 * p[:, :-1] + 0.125 * p[:, 1:]
         lo = np.concatenate([np.zeros((len(p), 1)), mid], axis=1)
         hi = np.concatenate([mid, np.ones((len(p), 1))], axis=1)
-        b = self.bin_of(snr)
+        b = _bin_index(self.snr_edges, snr)
         out = np.empty_like(p)
         for k, row in enumerate(self.knots):
             m = b == k
@@ -113,6 +99,12 @@ class PITMap:
             slope = np.where(width > 1e-12, (g_hi - g_lo) / np.where(width > 1e-12, width, 1.0), _slope_at(lo[m], row, self.levels))
             out[m] = p[m] * slope
         return normalised_cells(out)[0]
+
+
+def _bin_index(snr_edges, snr: np.ndarray) -> np.ndarray:
+    """Index of each source's SNR_GI bin, by the bins' lower edges (below the first or non-finite: the faintest)."""
+    snr = np.nan_to_num(np.asarray(snr, np.float64), nan=-np.inf)
+    return np.clip(np.searchsorted(np.asarray(snr_edges, np.float64), snr, side="right") - 1, 0, len(snr_edges) - 1)
 
 
 def _slope_at(f: np.ndarray, knots, levels) -> np.ndarray:
@@ -132,7 +124,7 @@ def fit_pit_map(pit: np.ndarray, snr: np.ndarray, snr_edges=SNR_EDGES, levels=LE
     pit, snr = np.asarray(pit, np.float64), np.asarray(snr, np.float64)
     edges = np.asarray(snr_edges, np.float64)
     levels = np.asarray(levels, np.float64)
-    which = np.clip(np.searchsorted(edges, snr, side="right") - 1, 0, len(edges) - 1)
+    which = _bin_index(edges, snr)
     counts = np.bincount(which, minlength=len(edges))
     groups, group = [], []
     for k in range(len(edges) - 1, -1, -1):
