@@ -45,12 +45,13 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from slitcli.classic.nz_prior import nz_prior_t
-from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, snr_groups, true_t
+from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, true_t
 from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, source_identity
 from slitcli.io.zpdf import predictive_pdf
+from slitcli.snr_bins import per_source
 
 __all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid"]
 
@@ -69,10 +70,15 @@ class HybridConfig:
     max_widen : int
         Times the range is widened by `margin_t` while the chi-square's best point lies at
         its edge.
-    temperature : float
-        Multiplies the likelihood's scale s (> 1 widens it; `calibrate` fits it).
-    error_floor : float
-        Added in quadrature to the likelihood's width [ln(1+z)] (`calibrate` fits it).
+    temperature : float or tuple of float
+        Multiplies the likelihood's scale s (> 1 widens it; `calibrate` fits it); a tuple:
+        one per SNR_GI bin of `snr_edges`.
+    error_floor : float or tuple of float
+        Added in quadrature to the likelihood's width [ln(1+z)] (`calibrate` fits it); a
+        tuple: one per bin.
+    snr_edges : tuple of float
+        Lower edges of the SNR_GI bins of a temperature and floor fitted per bin
+        (`slitcli.snr_bins`); empty: one of each for all sources.
     template_mismatch : float
         The chance that the templates do not describe the source at all: the likelihood is
         (1 - p) L / max(L) + p (`slitcli.classic.posterior.posterior`), so a template
@@ -98,8 +104,9 @@ class HybridConfig:
     prior_floor: float = 1e-3
     margin_t: float = 0.02
     max_widen: int = 8
-    temperature: float = 1.0
-    error_floor: float = 0.0
+    temperature: float | tuple[float, ...] = 1.0
+    error_floor: float | tuple[float, ...] = 0.0
+    snr_edges: tuple[float, ...] = ()
     template_mismatch: float = 1e-3
     ood_disagreement: float = float("inf")
     ood_epistemic: float = float("inf")
@@ -108,12 +115,21 @@ class HybridConfig:
     nz_prior: tuple[float, float] | None = None
 
     def __post_init__(self):
-        if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and self.temperature > 0):
+        temperature, floor = np.atleast_1d(self.temperature), np.atleast_1d(self.error_floor)
+        if len(temperature) != max(len(self.snr_edges), 1) or len(floor) != len(temperature):
+            msg = f"the hybrid route needs one temperature and one error floor per SNR bin ({len(self.snr_edges)} edges), got {len(temperature)} and {len(floor)}"
+            raise ConfigError(msg)
+        if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and np.all(temperature > 0)):
             msg = "the hybrid route needs 0 < prior_floor < 1, margin_t >= 0, max_widen >= 0 and temperature > 0"
             raise ConfigError(msg)
-        if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and self.error_floor >= 0 and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0):
+        if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and np.all(floor >= 0) and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0):
             msg = "the hybrid route's out-of-distribution thresholds must be > 0, its error floor >= 0, 0 <= template_mismatch < 1 and max_widen_ood >= 1"
             raise ConfigError(msg)
+
+
+    def likelihood_scales(self, snr) -> tuple[np.ndarray, np.ndarray]:
+        """Each source's temperature and error floor [ln(1+z)] for its SNR_GI `snr`."""
+        return per_source(self.temperature, self.snr_edges, snr), per_source(self.error_floor, self.snr_edges, snr)
 
 
 def ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi) -> tuple[np.ndarray, np.ndarray]:
@@ -294,9 +310,10 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     rows, bad_pixels = [], 0
     for start, sci, dq, snr, cnn, prior, searches, z_template, widen, score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, config, bands, batch_size=batch_size, progress=progress):
         bad_pixels = cnn.meta["NBADPIX"]  # of the CNN's pass over the sample (the template's pass reads the same pixels again)
-        temperature = config.temperature * widen**2
+        temperature, floor = config.likelihood_scales(snr)
+        temperature = temperature * widen**2
         mismatch = np.where(cut_off, 0.0, config.template_mismatch)  # a pedestal under a broad prior would spread mass over every z
-        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, config.error_floor, mismatch[n], faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
+        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, floor[n], mismatch[n], faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
         columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
         columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {
@@ -326,10 +343,11 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     OOD threshold, the `ood_quantile` of its part (`ood_parts`, of the offset-corrected
     ZTEMPL) over the sources with SNR_GI >= `ood_snr`. Then, with the sources
     those thresholds flag widened as `predict` widens them (`widening`), the temperature
-    and error floor, on the sources with SNR_GI >= `min_snr` (coverage held on all of them
-    and above each larger cut of `COVERAGE_CUTS`), with the default
-    `HybridConfig.template_mismatch`. ``calibrate --hybrid`` keeps them in the model card
-    as ``hybrid_temperature``, ``hybrid_error_floor``, ``hybrid_offset``, ``ood_disagreement`` and
+    and error floor per SNR_GI bin (`slitcli.classic.posterior.fit_temperature_by_snr`), on
+    the sources with SNR_GI >= `min_snr` (the faintest bin's apply below it too), with the
+    default `HybridConfig.template_mismatch`. ``calibrate --hybrid`` keeps them in the model
+    card as ``hybrid_temperature`` and ``hybrid_error_floor`` (lists, one per bin of
+    ``hybrid_snr_edges``), ``hybrid_offset``, ``ood_disagreement`` and
     ``ood_epistemic`` (a CNN re-calibration drops them: they depend on the CNN's calibration).
     With `fixed` (the card's thresholds, offset and n(z): a second calibration, on cutouts of
     another kind), the first pass is skipped and only T and the floor are fitted.
@@ -373,5 +391,5 @@ def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, 
             scales.append(widen[n] ** 2)
             keep.append(start + n)
             snrs.append(snr[n])
-    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], groups=snr_groups(snrs, min_snr), mismatch=config.template_mismatch, scales=scales, offset=config.offset)
+    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], mismatch=config.template_mismatch, scales=scales, offset=config.offset, snr=snrs)
     return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood)

@@ -84,7 +84,7 @@ class Route:
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
         temperature, floor = bundle.likelihood_scale("hybrid", field)
-        return HybridConfig(temperature=temperature, error_floor=floor, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
+        return HybridConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("hybrid") if isinstance(temperature, tuple) else (), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
 
     def _fit_config(self, field: bool = False):
         from slitcli.classic.template_fit import TemplateFitConfig
@@ -111,7 +111,7 @@ class Route:
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             hybrid, field = self._hybrid_config(), self._hybrid_config(field=True)
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": hybrid.temperature, "HYBFLOOR": hybrid.error_floor, "HYBFTEMP": field.temperature, "HYBFFLOR": field.error_floor, "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": _header_value(hybrid.temperature), "HYBFLOOR": _header_value(hybrid.error_floor), "HYBFTEMP": _header_value(field.temperature), "HYBFFLOR": _header_value(field.error_floor), "HYBSNRB": _header_value(hybrid.snr_edges), "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
             for key in ("TMPLTEMP", "TMPLFLOR", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
                 del meta[key]
         return meta
@@ -158,6 +158,16 @@ class Route:
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)
 
 
+def _header_value(value):
+    """A number as it is; a per-SNR-bin tuple as its comma-separated values (a FITS header holds no lists)."""
+    return ",".join(f"{v:.6g}" for v in value) if isinstance(value, tuple) else value
+
+
+def _card_value(value):
+    """A fitted number as it is; a per-SNR-bin tuple as a JSON list."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def calibrate_route(bundle, reader, kind: str, predict_config, progress=None, max_widen_ood: float | None = None):
     """`calibrate --template` (`kind` "template") or `--hybrid` on an open sample; returns (the fit, the card keys it sets, whether the sample is of field cutouts).
 
@@ -177,9 +187,10 @@ def calibrate_route(bundle, reader, kind: str, predict_config, progress=None, ma
         widen = bundle.hybrid_max_widen_ood if max_widen_ood is None else float(max_widen_ood)
         cal = calibrate_hybrid(bundle, reader, predict_config, max_widen_ood=widen, progress=progress, fixed=route._hybrid_config() if field else None)
         fit = cal.temperature
+    edges = {f"{kind}_snr_edges": list(fit.snr_edges)} if fit.snr_edges else {}
     if field:
-        return cal, {f"{kind}_field_temperature": fit.temperature, f"{kind}_field_error_floor": fit.error_floor}, True
-    keys = {f"{kind}_temperature": fit.temperature, f"{kind}_error_floor": fit.error_floor, f"{kind}_offset": fit.offset}
+        return cal, {f"{kind}_field_temperature": _card_value(fit.temperature), f"{kind}_field_error_floor": _card_value(fit.error_floor), **edges}, True
+    keys = {f"{kind}_temperature": _card_value(fit.temperature), f"{kind}_error_floor": _card_value(fit.error_floor), f"{kind}_offset": fit.offset, **edges}
     if kind == "template":
         keys |= {"template_nz_alpha": fit.nz_prior[0], "template_nz_z0": fit.nz_prior[1]}
     else:

@@ -107,7 +107,8 @@ def test_predict_hybrid_end_to_end(tmp_path, monkeypatch):
     table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
     from slitcli.nn.modelfile import load_model
 
-    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == load_model(None).hybrid_temperature
+    temperature = load_model(None).hybrid_temperature
+    assert table.meta["METHOD"] == "hybrid" and table.meta["HYBTEMP"] == (",".join(f"{t:.6g}" for t in temperature) if isinstance(temperature, tuple) else temperature)
     assert {"Z_CNN", "ZERR_CNN", "ZTEMPL", "ZAGREE", "OODSCORE", "NSEARCH"} <= set(table.colnames)
     flagged = (np.asarray(table["ZWARN"]) & ZWARN_BITS["UNLIKE_TRAINING"]) > 0
     np.testing.assert_array_equal(flagged, np.asarray(table["OODSCORE"]) > 1.0)
@@ -206,3 +207,24 @@ def test_the_card_sets_the_widening_cap(tmp_path):
     config = Route("hybrid", str(tmp_path / "with"))._hybrid_config()
     assert config.max_widen_ood == 1.0
     np.testing.assert_array_equal(widening(np.array([0.5, 3.0, 40.0]), config), [1.0, 1.0, 1.0])
+
+
+def test_a_temperature_and_floor_per_snr_bin_from_the_card(tmp_path):
+    """Card lists of hybrid_temperature and hybrid_error_floor with hybrid_snr_edges give each source its bin's pair; lengths must agree."""
+    from slitcli.errors import ConfigError
+    from slitcli.nn.modelfile import load_model, save_model
+    from slitcli.routes import Route
+
+    bundle = load_model(None)
+    bundle.card["calibration"] |= {"hybrid_snr_edges": [0.0, 3.0, 10.0], "hybrid_temperature": [16.0, 2.0, 1.0], "hybrid_error_floor": [0.0, 0.0004, 0.0002]}
+    save_model(bundle, tmp_path / "binned")
+    config = Route("hybrid", str(tmp_path / "binned"))._hybrid_config()
+    assert config.snr_edges == (0.0, 3.0, 10.0) and config.temperature == (16.0, 2.0, 1.0)
+    temperature, floor = config.likelihood_scales(np.array([0.5, 2.9, 3.0, 50.0]))
+    np.testing.assert_array_equal(temperature, [16.0, 16.0, 2.0, 1.0])
+    np.testing.assert_array_equal(floor, [0.0, 0.0, 0.0004, 0.0002])
+    assert Route("hybrid", str(tmp_path / "binned")).meta()["HYBTEMP"] == "16,2,1"
+    with pytest.raises(ConfigError, match="one temperature and one error floor per SNR bin"):
+        HybridConfig(temperature=(1.0, 2.0), error_floor=(0.0, 0.0), snr_edges=(0.0, 3.0, 10.0))
+    scalar = HybridConfig(temperature=3.0, error_floor=0.0003)
+    np.testing.assert_array_equal(scalar.likelihood_scales([1.0, 40.0])[0], [3.0, 3.0])

@@ -30,8 +30,9 @@ from slitcli.classic.template_fit import (
 from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
+from slitcli.snr_bins import SNR_EDGES, bin_index, group_bins, per_source
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "fit_offset", "OFFSET_SNR", "OFFSET_WINDOW", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "MIN_BIN_SOURCES", "fit_temperature_by_snr", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "fit_offset", "OFFSET_SNR", "OFFSET_WINDOW", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
 def _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
@@ -128,11 +129,12 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
 
 
 def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch=0.0, scales=None, offset=0.0) -> np.ndarray:
-    """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level (temperature x `scales[n]`)."""
+    """[n_source, n_level]: whether each true t lies in its posterior's central interval at each level (temperature x `scales[n]`; `floor` one or one per source)."""
     inside = np.zeros((len(searches), len(levels)), bool)
     scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
+    floors = np.broadcast_to(np.asarray(floor, float), (len(searches),))
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
-        post = posterior(found, prior, t_grid, temperature * scales[n], floor=floor, mismatch=mismatch, offset=offset).fit.pdf_t
+        post = posterior(found, prior, t_grid, temperature * scales[n], floor=float(floors[n]), mismatch=mismatch, offset=offset).fit.pdf_t
         u = np.interp(t_true[n], t_grid, normalised_cdf(t_grid, post))  # the PIT of the truth
         inside[n] = np.abs(u - 0.5) <= 0.5 * np.asarray(levels)
     return inside
@@ -143,10 +145,11 @@ def coverage(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatu
     return _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismatch).mean(axis=0)
 
 
-#: Error floors [ln(1+z)] that `fit_temperature` tries: 0, then 0.25 to 4 times a 0.0004 grid step.
-FLOORS = (0.0, 0.0001, 0.0002, 0.0003, 0.0004, 0.0006, 0.0008, 0.0012, 0.0016)
-#: Likelihood temperatures that `fit_temperature` tries: 0.5 x 2^(k/4), 0.5 to 16.
-TEMPERATURES = tuple(0.5 * 2.0 ** (np.arange(21) / 4))
+#: Error floors [ln(1+z)] that `fit_temperature` tries: 0, then 0.25 to 8 times a 0.0004 grid step.
+FLOORS = (0.0, 0.0001, 0.0002, 0.0003, 0.0004, 0.0006, 0.0008, 0.0012, 0.0016, 0.0024, 0.0032)
+#: Likelihood temperatures that `fit_temperature` tries: 0.5 x 2^(k/4), 0.5 to 64 (the hybrid's
+#: faintest sources want the likelihood almost flat: the CNN's prior has seen the same data).
+TEMPERATURES = tuple(0.5 * 2.0 ** (np.arange(29) / 4))
 
 
 def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, temperatures=TEMPERATURES, levels=(0.6827, 0.9545), groups=None, floors=FLOORS, mismatch: float = 0.0, scales=None, offset: float = 0.0) -> tuple[float, float, np.ndarray]:
@@ -173,15 +176,27 @@ def fit_temperature(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, te
 
 @dataclass(frozen=True)
 class TemperatureFit:
-    """A fitted temperature, error floor and offset [ln(1+z)] and the 68%/95% coverage before (T = 1, no floor, no offset) and after, on `n` sources."""
+    """A fitted temperature, error floor and offset [ln(1+z)] and the 68%/95% coverage before (T = 1, no floor, no offset) and after, on `n` sources.
 
-    temperature: float
+    With `snr_edges` (a fit by SNR_GI bin, `slitcli.snr_bins`), `temperature` and
+    `error_floor` are tuples, one value per bin.
+    """
+
+    temperature: float | tuple[float, ...]
     coverage_before: tuple[float, float]
     coverage_after: tuple[float, float]
     n: int
-    error_floor: float = 0.0
+    error_floor: float | tuple[float, ...] = 0.0
     offset: float = 0.0
     nz_prior: tuple[float, float] | None = None
+    snr_edges: tuple[float, ...] = ()
+
+    def describe(self) -> str:
+        """The temperature and floor in words, per SNR_GI bin where there are bins."""
+        if not self.snr_edges:
+            return f"temperature {self.temperature:.3g}, error floor {self.error_floor:g}"
+        bins = [f"SNR_GI >= {lo:g}" if k else f"SNR_GI < {self.snr_edges[1]:g}" for k, lo in enumerate(self.snr_edges)]
+        return "temperature, error floor " + "; ".join(f"{b}: {t:.3g}, {f:g}" for b, t, f in zip(bins, self.temperature, self.error_floor, strict=True))
 
 
 #: `fit_offset` uses the sources with SNR_GI >= OFFSET_SNR whose chi-square minimum lies within
@@ -204,12 +219,41 @@ def fit_offset(searches, t_grid: np.ndarray, t_true: np.ndarray, snr) -> float:
     return float(np.median(residual[use])) if use.sum() >= 10 else 0.0
 
 
-def calibrate_temperature(searches, priors, t_grid, t_true, groups=None, mismatch: float = 0.0, scales=None, offset: float = 0.0) -> TemperatureFit:
-    """`fit_temperature` (with the likelihood moved by `offset`) and the coverage at T = 1, no floor and no offset for comparison."""
+#: A SNR_GI bin with fewer held-out sources shares its neighbours' temperature and floor
+#: (`fit_temperature_by_snr`): at 100 sources a 68% coverage is known to +-0.05.
+MIN_BIN_SOURCES = 100
+
+
+def fit_temperature_by_snr(searches, priors, t_grid: np.ndarray, t_true: np.ndarray, snr, snr_edges=SNR_EDGES, min_sources: int = MIN_BIN_SOURCES, mismatch: float = 0.0, scales=None, offset: float = 0.0, temperatures=TEMPERATURES, floors=FLOORS) -> tuple[tuple[float, ...], tuple[float, ...], np.ndarray]:
+    """`fit_temperature` per SNR_GI bin of `snr_edges` (bins grouped by `slitcli.snr_bins.group_bins`).
+
+    One temperature for all sources over-covers the bright end and under-covers the faint
+    one (docs/template.md, "Calibration by SNR"), so each bin gets its own. Returns the
+    temperatures and floors, one per bin, and the coverages of all sources with them.
+    """
+    snr = np.asarray(snr, float)
+    which = bin_index(snr_edges, snr)
+    bin_t, bin_floor = [0.0] * len(snr_edges), [0.0] * len(snr_edges)
+    scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
+    for group in group_bins(np.bincount(which, minlength=len(snr_edges)), min_sources):
+        members = np.nonzero(np.isin(which, group))[0]
+        pick = [searches[n] for n in members], [priors[n] for n in members]
+        temperature, floor, _ = fit_temperature(*pick, t_grid, np.asarray(t_true)[members], temperatures, floors=floors, mismatch=mismatch, scales=scales[members], offset=offset)
+        for k in group:
+            bin_t[k], bin_floor[k] = temperature, floor
+    inside = _inside(searches, priors, t_grid, t_true, 1.0, per_source(bin_floor, snr_edges, snr), (0.6827, 0.9545), mismatch, scales * per_source(bin_t, snr_edges, snr), offset)
+    return tuple(bin_t), tuple(bin_floor), inside.mean(axis=0)
+
+
+def calibrate_temperature(searches, priors, t_grid, t_true, groups=None, mismatch: float = 0.0, scales=None, offset: float = 0.0, snr=None) -> TemperatureFit:
+    """`fit_temperature` (with the likelihood moved by `offset`; with `snr`, `fit_temperature_by_snr` instead) and the coverage at T = 1, no floor and no offset for comparison."""
     if len(searches) < 10:
         msg = f"{len(searches)} sources with SNR_GI above the cut; a temperature needs at least 10"
         raise InputError(msg)
     before = _inside(searches, priors, t_grid, t_true, 1.0, 0.0, (0.6827, 0.9545), mismatch, scales).mean(axis=0)
+    if snr is not None:
+        temperature, floor, after = fit_temperature_by_snr(searches, priors, t_grid, t_true, snr, mismatch=mismatch, scales=scales, offset=offset)
+        return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches), floor, offset, snr_edges=SNR_EDGES)
     temperature, floor, after = fit_temperature(searches, priors, t_grid, t_true, groups=groups, mismatch=mismatch, scales=scales, offset=offset)
     return TemperatureFit(temperature, tuple(float(c) for c in before), tuple(float(c) for c in after), len(searches), floor, offset)
 

@@ -89,7 +89,7 @@ def calibrate(
             fit = cal if template else cal.temperature
             bundle.card.setdefault("calibration", {}).update(keys)
             save_model(bundle, target, overwrite=overwrite or in_place)
-            what = ("template temperature" if template else "hybrid likelihood temperature") + (" for field cutouts" if field else "")
+            what = ("template route" if template else "hybrid likelihood") + (" for field cutouts" if field else "")
             if field:
                 more = "; the card's n(z) prior, offset and thresholds kept"
             elif template:
@@ -97,7 +97,7 @@ def calibrate(
             else:
                 more = f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
             log.info(
-                f"{what} {fit.temperature:.3g}, error floor {fit.error_floor:g} and template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
+                f"{what}: {fit.describe()}; template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
                 f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{more}; wrote {target}"
             )
             return

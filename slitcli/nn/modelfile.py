@@ -68,21 +68,26 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("temperature", 1.0))
 
     @property
-    def hybrid_temperature(self) -> float:
-        """Scale of the template likelihood in the hybrid route (`slitcli.hybrid`); 1 before `calibrate --method hybrid`."""
-        return float(self.card.get("calibration", {}).get("hybrid_temperature", 1.0))
+    def hybrid_temperature(self) -> float | tuple[float, ...]:
+        """Scale of the template likelihood in the hybrid route (`slitcli.hybrid`), one per SNR_GI bin of `snr_edges("hybrid")` where the card has bins; 1 before `calibrate --hybrid`."""
+        return _one_or_per_bin(self.card.get("calibration", {}).get("hybrid_temperature", 1.0))
 
-    def error_floor(self, route: str) -> float:
-        """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`); 0 before."""
-        return float(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
+    def error_floor(self, route: str) -> float | tuple[float, ...]:
+        """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`), one per SNR_GI bin where the card has bins; 0 before."""
+        return _one_or_per_bin(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
 
-    def likelihood_scale(self, route: str, field: bool = False) -> tuple[float, float]:
+    def snr_edges(self, route: str) -> tuple[float, ...]:
+        """Lower edges of the SNR_GI bins of the route's per-bin temperature and floor (card ``<route>_snr_edges``); empty: one for all."""
+        return tuple(float(e) for e in self.card.get("calibration", {}).get(f"{route}_snr_edges", ()))
+
+    def likelihood_scale(self, route: str, field: bool = False) -> tuple[float | tuple[float, ...], float | tuple[float, ...]]:
         """(temperature, error floor) of the "template" or "hybrid" route; with `field`, for
         cutouts of exposures with a contamination model, the pair `calibrate` fitted on such
-        cutouts (``<route>_field_temperature``, ``<route>_field_error_floor``) where the card has it."""
+        cutouts (``<route>_field_temperature``, ``<route>_field_error_floor``) where the card has it.
+        Tuples where the card has them per SNR_GI bin (`snr_edges`)."""
         cal = self.card.get("calibration", {})
         if field and f"{route}_field_temperature" in cal:
-            return float(cal[f"{route}_field_temperature"]), float(cal.get(f"{route}_field_error_floor", 0.0))
+            return _one_or_per_bin(cal[f"{route}_field_temperature"]), _one_or_per_bin(cal.get(f"{route}_field_error_floor", 0.0))
         temperature = self.hybrid_temperature if route == "hybrid" else self.template_temperature
         return temperature, self.error_floor(route)
 
@@ -202,6 +207,15 @@ def _positive(v) -> bool:
     return _number(v) and v > 0
 
 
+def _per_bin(v, check) -> bool:
+    """A value that passes `check`, or a non-empty list of them (one per SNR bin)."""
+    return check(v) or (isinstance(v, list) and len(v) > 0 and all(check(x) for x in v))
+
+
+def _one_or_per_bin(v) -> float | tuple[float, ...]:
+    return tuple(float(x) for x in v) if isinstance(v, list) else float(v)
+
+
 def _positive_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
@@ -230,13 +244,14 @@ CARD_SCHEMA = {
         "temperature": (False, _positive, "a positive number"),
         "tail_dof": (False, lambda v: v is None or _positive(v), "a positive number, or null (Gaussian)"),
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
-        "hybrid_temperature": (False, _positive, "a positive number"),
+        "hybrid_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
+        "hybrid_snr_edges": (False, lambda v: isinstance(v, list) and all(_number(e) for e in v) and all(a < b for a, b in zip(v, v[1:])), "a list of increasing SNR_GI edges"),
         "template_temperature": (False, _positive, "a positive number"),
         "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
-        "hybrid_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
-        "hybrid_field_temperature": (False, _positive, "a positive number"),
+        "hybrid_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
+        "hybrid_field_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
         "template_field_temperature": (False, _positive, "a positive number"),
-        "hybrid_field_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "hybrid_field_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
         "template_field_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
         "template_nz_alpha": (False, _positive, "a positive number"),
         "template_nz_z0": (False, _positive, "a positive number"),

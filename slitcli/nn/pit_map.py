@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slitcli.nn.pdf import normalised_cells
+from slitcli.snr_bins import SNR_EDGES, bin_index, group_bins
 
 __all__ = ["LEVELS", "SNR_EDGES", "MIN_BIN_SOURCES", "PITMap", "fit_pit_map"]
 
@@ -32,8 +33,6 @@ __all__ = ["LEVELS", "SNR_EDGES", "MIN_BIN_SOURCES", "PITMap", "fit_pit_map"]
 #: Steps of 0.05 in the core (between knots G is linear, so a coarser grid cannot follow a
 #: peaked PIT histogram), finer in the tails.
 LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03, *np.round(np.arange(0.05, 0.951, 0.05), 2).tolist(), 0.97, 0.98, 0.99, 0.995, 1.0)
-#: Lower edges of the SNR_GI bins that get their own map (the bins of the published cuts).
-SNR_EDGES = (0.0, 3.0, 5.0, 10.0)
 #: A bin with fewer held-out sources shares a map with its neighbours (`fit_pit_map`): at
 #: 150 sources the 5% quantile of the PIT is known to about +-0.02.
 MIN_BIN_SOURCES = 150
@@ -87,7 +86,7 @@ class PITMap:
         mid = cdf[:, :-1] + 0.375 * p[:, :-1] + 0.125 * p[:, 1:]
         lo = np.concatenate([np.zeros((len(p), 1)), mid], axis=1)
         hi = np.concatenate([mid, np.ones((len(p), 1))], axis=1)
-        b = _bin_index(self.snr_edges, snr)
+        b = bin_index(self.snr_edges, snr)
         out = np.empty_like(p)
         for k, row in enumerate(self.knots):
             m = b == k
@@ -99,12 +98,6 @@ class PITMap:
             slope = np.where(width > 1e-12, (g_hi - g_lo) / np.where(width > 1e-12, width, 1.0), _slope_at(lo[m], row, self.levels))
             out[m] = p[m] * slope
         return normalised_cells(out)[0]
-
-
-def _bin_index(snr_edges, snr: np.ndarray) -> np.ndarray:
-    """Index of each source's SNR_GI bin, by the bins' lower edges (below the first or non-finite: the faintest)."""
-    snr = np.nan_to_num(np.asarray(snr, np.float64), nan=-np.inf)
-    return np.clip(np.searchsorted(np.asarray(snr_edges, np.float64), snr, side="right") - 1, 0, len(snr_edges) - 1)
 
 
 def _slope_at(f: np.ndarray, knots, levels) -> np.ndarray:
@@ -124,17 +117,8 @@ def fit_pit_map(pit: np.ndarray, snr: np.ndarray, snr_edges=SNR_EDGES, levels=LE
     pit, snr = np.asarray(pit, np.float64), np.asarray(snr, np.float64)
     edges = np.asarray(snr_edges, np.float64)
     levels = np.asarray(levels, np.float64)
-    which = _bin_index(edges, snr)
-    counts = np.bincount(which, minlength=len(edges))
-    groups, group = [], []
-    for k in range(len(edges) - 1, -1, -1):
-        group.append(k)
-        if counts[group].sum() >= min_sources or k == 0:
-            groups.append(group)
-            group = []
-    if len(groups) > 1 and counts[groups[-1]].sum() < min_sources:
-        last = groups.pop()
-        groups[-1] += last
+    which = bin_index(edges, snr)
+    groups = group_bins(np.bincount(which, minlength=len(edges)), min_sources)
     rows = [None] * len(edges)
     for group in groups:
         x = np.quantile(pit[np.isin(which, group)], levels)

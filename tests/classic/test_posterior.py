@@ -209,3 +209,33 @@ def test_template_route_offset_moves_z_quantiles_and_pdf():
     assert all(np.log1p(moved.quantiles[q]) == pytest.approx(np.log1p(plain.quantiles[q]) - 8 * STEP, abs=1e-12) for q in plain.quantiles)
     assert np.argmax(moved.pdf_t) == np.argmax(plain.pdf_t) - 8
     assert moved.delta_chi2 == plain.delta_chi2 and moved.odds == plain.odds
+
+
+def test_fit_temperature_by_snr_gives_each_bin_its_own_temperature():
+    """Faint sources (SNR_GI 2) scatter twice their chi-square's sigma, bright ones (SNR_GI 20)
+    as claimed: one temperature cannot serve both; per bin they get 4 and 1 and each bin covers as claimed."""
+    from slitcli.classic.posterior import fit_temperature_by_snr
+
+    rng = np.random.default_rng(7)
+    sigma_claimed, n = 0.003, 300
+    snr = np.repeat([2.0, 20.0], n)
+    centres = rng.uniform(0.3, 0.8, 2 * n)
+    truth = centres + rng.normal(0.0, sigma_claimed, 2 * n) * np.where(snr < 3, 2.0, 1.0)
+    lo = np.searchsorted(T_GRID, centres - 0.05)
+    searches = [quadratic_search(c, sigma_claimed, int(a), int(a) + 250) for c, a in zip(centres, lo, strict=True)]
+    flat = [np.ones_like(T_GRID)] * (2 * n)
+    grid = dict(temperatures=[1.0, 2.0, 4.0, 8.0], floors=(0.0,))
+    temperatures, floors, _ = fit_temperature_by_snr(searches, flat, T_GRID, truth, snr, snr_edges=(0.0, 10.0), **grid)
+    assert temperatures == (4.0, 1.0) and floors == (0.0, 0.0)
+    for k, m in enumerate((snr < 3, snr > 3)):
+        pick = np.nonzero(m)[0]
+        cov = coverage([searches[i] for i in pick], flat[:n], T_GRID, truth[pick], temperatures[k])
+        assert cov == pytest.approx([0.6827, 0.9545], abs=0.06)
+    # One temperature for all (2 here) under-covers the faint bin and over-covers the bright one.
+    single, _, _ = fit_temperature(searches, flat, T_GRID, truth, **grid)
+    faint, bright = (np.nonzero(m)[0] for m in (snr < 3, snr > 3))
+    assert coverage([searches[i] for i in faint], flat[:n], T_GRID, truth[faint], single)[0] < 0.6827 - 0.06
+    assert coverage([searches[i] for i in bright], flat[:n], T_GRID, truth[bright], single)[0] > 0.6827 + 0.06
+    # A bin with fewer sources than min_sources shares the fit of the bin next to it.
+    shared, _, _ = fit_temperature_by_snr(searches, flat, T_GRID, truth, snr, snr_edges=(0.0, 10.0), min_sources=n + 1, **grid)
+    assert shared[0] == shared[1]

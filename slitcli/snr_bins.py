@@ -1,0 +1,46 @@
+"""SNR_GI bins that get calibrations of their own (the PIT map, the hybrid's likelihood scale).
+
+A network's or a likelihood's miscalibration changes with the signal: faint sources' errors
+are dominated by noise that the model describes well, bright ones' by model error that it
+does not. One scale fitted on all sources over-covers one end and under-covers the other,
+so calibrations are fitted per bin of the published cuts, a bin with too few held-out
+sources sharing its neighbours' fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SNR_EDGES", "bin_index", "group_bins", "per_source"]
+
+#: Lower edges of the SNR_GI bins (those of the published cuts); the first takes anything fainter.
+SNR_EDGES = (0.0, 3.0, 5.0, 10.0)
+
+
+def bin_index(snr_edges, snr) -> np.ndarray:
+    """Index of each source's SNR_GI bin, by the bins' lower edges (below the first or non-finite: the faintest)."""
+    snr = np.nan_to_num(np.asarray(snr, np.float64), nan=-np.inf)
+    return np.clip(np.searchsorted(np.asarray(snr_edges, np.float64), snr, side="right") - 1, 0, len(snr_edges) - 1)
+
+
+def group_bins(counts, min_sources: int) -> list[list[int]]:
+    """Bins grouped from the brightest down until a group holds `min_sources` sources (`counts` per bin); a faintest group left short joins the one above it."""
+    counts = np.asarray(counts)
+    groups, group = [], []
+    for k in range(len(counts) - 1, -1, -1):
+        group.append(k)
+        if counts[group].sum() >= min_sources or k == 0:
+            groups.append(group)
+            group = []
+    if len(groups) > 1 and counts[groups[-1]].sum() < min_sources:
+        last = groups.pop()
+        groups[-1] += last
+    return groups
+
+
+def per_source(values, snr_edges, snr) -> np.ndarray:
+    """Each source's value of a per-bin calibration `values` (one per bin of `snr_edges`; a scalar with no edges: the same for all)."""
+    snr = np.asarray(snr, np.float64)
+    if not snr_edges:
+        return np.full(snr.shape, float(np.asarray(values).reshape(-1)[0]))
+    return np.asarray(values, np.float64)[bin_index(snr_edges, snr)]
