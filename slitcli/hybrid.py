@@ -45,15 +45,15 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from slitcli.classic.nz_prior import nz_prior_t
-from slitcli.classic.posterior import FAINT_SNR, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, true_t
-from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns
+from slitcli.classic.posterior import FAINT_SNR, MIN_BIN_SOURCES, OFFSET_SNR, TemperatureFit, calibrate_temperature, fit_offset, posterior, true_t
+from slitcli.classic.template_fit import FileModels, Search, TemplateFitConfig, _local_minima, fit_columns, normalised_cdf
 from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
-from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, source_identity
+from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, odds_from_cdf, source_identity
 from slitcli.io.zpdf import predictive_pdf
-from slitcli.snr_bins import per_source
+from slitcli.snr_bins import bin_index, group_bins, per_source
 
-__all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid"]
+__all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid", "point_fit", "POINT_TEMPERATURES"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,15 @@ class HybridConfig:
     snr_edges : tuple of float
         Lower edges of the SNR_GI bins of a temperature and floor fitted per bin
         (`slitcli.snr_bins`); empty: one of each for all sources.
+    point_temperature : float, tuple of (float or None), or None
+        The temperature of the posterior that Z is read from (`point_fit`; times the
+        widening's square, no floor); None: Z from the calibrated posterior; a tuple: one
+        per SNR_GI bin of `snr_edges`, None for the calibrated one. The calibrated
+        temperature is chosen for the intervals' coverage; where it is large (the CNN prior
+        has already seen the same data) the posterior is almost the prior, and its mode
+        picks the chi-square minimum nearest the CNN's estimate rather than the deepest
+        one: right for faint sources, whose deepest minimum is often noise, wrong for bright
+        ones. `calibrate --hybrid` chooses it per bin by sigma_NMAD.
     template_mismatch : float
         The chance that the templates do not describe the source at all: the likelihood is
         (1 - p) L / max(L) + p (`slitcli.classic.posterior.posterior`), so a template
@@ -107,6 +116,7 @@ class HybridConfig:
     temperature: float | tuple[float, ...] = 1.0
     error_floor: float | tuple[float, ...] = 0.0
     snr_edges: tuple[float, ...] = ()
+    point_temperature: float | tuple[float | None, ...] | None = None
     template_mismatch: float = 1e-3
     ood_disagreement: float = float("inf")
     ood_epistemic: float = float("inf")
@@ -122,6 +132,10 @@ class HybridConfig:
         if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and np.all(temperature > 0)):
             msg = "the hybrid route needs 0 < prior_floor < 1, margin_t >= 0, max_widen >= 0 and temperature > 0"
             raise ConfigError(msg)
+        point = self.point_temperature
+        if isinstance(point, tuple) and (len(point) != len(self.snr_edges) or any(v is not None and not v > 0 for v in point)) or (point is not None and not isinstance(point, tuple) and not point > 0):
+            msg = "the hybrid route's point temperature must be None, > 0, or one (None or > 0) per SNR bin"
+            raise ConfigError(msg)
         if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and np.all(floor >= 0) and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0):
             msg = "the hybrid route's out-of-distribution thresholds must be > 0, its error floor >= 0, 0 <= template_mismatch < 1 and max_widen_ood >= 1"
             raise ConfigError(msg)
@@ -130,6 +144,26 @@ class HybridConfig:
     def likelihood_scales(self, snr) -> tuple[np.ndarray, np.ndarray]:
         """Each source's temperature and error floor [ln(1+z)] for its SNR_GI `snr`."""
         return per_source(self.temperature, self.snr_edges, snr), per_source(self.error_floor, self.snr_edges, snr)
+
+    def point_temperatures(self, snr) -> np.ndarray:
+        """Each source's `point_temperature` for its SNR_GI `snr`; NaN: Z from the calibrated posterior."""
+        point = self.point_temperature
+        if isinstance(point, tuple):
+            return per_source([np.nan if v is None else v for v in point], self.snr_edges, snr)
+        return np.full(np.shape(snr), np.nan if point is None else float(point))
+
+
+def point_fit(fit, search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float | None, half: int, mismatch: float, faint: bool, offset: float):
+    """`fit` (a calibrated posterior's `RedshiftFit`) with Z read from the posterior at `temperature` instead (None: `fit` as it is).
+
+    The quantiles, PDF and chi-square stay the calibrated posterior's; Z_FITLIMIT and ODDS
+    follow the new Z (ODDS: the calibrated PDF's mass within +-0.02 (1 + z) of it).
+    """
+    if temperature is None:
+        return fit
+    point = posterior(search, prior_t, t_grid, temperature, half, 0.0, mismatch, faint=faint, offset=offset).fit
+    cdf = normalised_cdf(t_grid, fit.pdf_t)
+    return dataclasses.replace(fit, z=point.z, at_limit=point.at_limit, odds=odds_from_cdf(float(np.log1p(point.z)), t_grid, cdf))
 
 
 def ood_parts(z_cnn, zerr_cnn, z_template, zerr_epi) -> tuple[np.ndarray, np.ndarray]:
@@ -313,8 +347,11 @@ def hybrid_sample(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         temperature, floor = config.likelihood_scales(snr)
         temperature = temperature * widen**2
         mismatch = np.where(cut_off, 0.0, config.template_mismatch)  # a pedestal under a broad prior would spread mass over every z
-        fits = [posterior(found, prior[n], t_grid, temperature[n], 2 * fit_config.coarse_every, floor[n], mismatch[n], faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
-        columns = fit_columns([f.fit for f in fits], sci, dq, snr, fit_config, t_grid if pdf else None)
+        half = 2 * fit_config.coarse_every
+        fits = [posterior(found, prior[n], t_grid, temperature[n], half, floor[n], mismatch[n], faint=snr[n] < FAINT_SNR, offset=config.offset) for n, found in enumerate(searches)]
+        point_t = config.point_temperatures(snr) * widen**2
+        chosen = [point_fit(f.fit, searches[n], prior[n], t_grid, None if np.isnan(point_t[n]) else float(point_t[n]), half, mismatch[n], snr[n] < FAINT_SNR, config.offset) for n, f in enumerate(fits)]
+        columns = fit_columns(chosen, sci, dq, snr, fit_config, t_grid if pdf else None)
         columns["ZWARN"][score > 1.0] |= ZWARN_BITS["UNLIKE_TRAINING"]
         columns |= {
             "Z_CNN": np.asarray(cnn["Z"]), "ZERR_CNN": np.asarray(cnn["ZERR"]), "ZTEMPL": z_template,
@@ -334,6 +371,8 @@ class HybridCalibration:
     ood_disagreement: float
     ood_epistemic: float
     n_ood: int
+    point_temperature: tuple[float | None, ...] | None = None
+    point_sigma_nmad: dict | None = None
 
 
 def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, max_widen_ood: float = 10.0, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
@@ -392,4 +431,30 @@ def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, 
             keep.append(start + n)
             snrs.append(snr[n])
     temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], mismatch=config.template_mismatch, scales=scales, offset=config.offset, snr=snrs)
-    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood)
+    point, scores = _choose_point_temperature(searches, priors, t_grid, np.expm1(t_all[keep]), np.asarray(snrs), np.asarray(scales), dataclasses.replace(config, temperature=temperature.temperature, error_floor=temperature.error_floor, snr_edges=temperature.snr_edges))
+    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point, scores)
+
+
+#: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`), besides the calibrated one.
+POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+
+
+def _choose_point_temperature(searches, priors, t_grid, z_true, snr, scales, config) -> tuple[tuple[float | None, ...], dict]:
+    """Per SNR_GI bin of `config.snr_edges` (grouped as the temperatures are), the one of None (Z from the posterior `config` calibrates) and `POINT_TEMPERATURES` whose Z has the smallest sigma_NMAD; and each candidate's sigma_NMAD per bin."""
+    from slitcli.evaluation.metrics import sigma_nmad
+
+    calibrated, floor = config.likelihood_scales(snr)
+    which = bin_index(config.snr_edges, snr)
+    groups = group_bins(np.bincount(which, minlength=len(config.snr_edges)), MIN_BIN_SOURCES)
+    nmad = {}
+    for candidate in (None, *POINT_TEMPERATURES):
+        temperature, floors = (calibrated, floor) if candidate is None else (np.full(len(snr), candidate), np.zeros(len(snr)))
+        z = np.array([posterior(found, priors[n], t_grid, temperature[n] * scales[n], floor=floors[n], mismatch=config.template_mismatch, faint=snr[n] < FAINT_SNR, offset=config.offset).fit.z for n, found in enumerate(searches)])
+        per_bin = [0.0] * len(config.snr_edges)
+        for group in groups:
+            members = np.isin(which, group)
+            for k in group:
+                per_bin[k] = float(sigma_nmad(z[members], z_true[members]))
+        nmad[candidate] = per_bin
+    chosen = tuple(min(nmad, key=lambda c, k=k: nmad[c][k]) for k in range(len(config.snr_edges)))
+    return chosen, nmad

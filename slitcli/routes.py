@@ -84,7 +84,7 @@ class Route:
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
         temperature, floor = bundle.likelihood_scale("hybrid", field)
-        return HybridConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("hybrid") if isinstance(temperature, tuple) else (), ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
+        return HybridConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("hybrid") if isinstance(temperature, tuple) else (), point_temperature=bundle.hybrid_point_temperature, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
 
     def _fit_config(self, field: bool = False):
         from slitcli.classic.template_fit import TemplateFitConfig
@@ -111,7 +111,7 @@ class Route:
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             hybrid, field = self._hybrid_config(), self._hybrid_config(field=True)
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": _header_value(hybrid.temperature), "HYBFLOOR": _header_value(hybrid.error_floor), "HYBFTEMP": _header_value(field.temperature), "HYBFFLOR": _header_value(field.error_floor), "HYBSNRB": _header_value(hybrid.snr_edges), "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": _header_value(hybrid.temperature), "HYBFLOOR": _header_value(hybrid.error_floor), "HYBFTEMP": _header_value(field.temperature), "HYBFFLOR": _header_value(field.error_floor), "HYBSNRB": _header_value(hybrid.snr_edges), "HYBPTEMP": _header_value(hybrid.point_temperature) if hybrid.point_temperature is not None else "calibrated", "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
             for key in ("TMPLTEMP", "TMPLFLOR", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
                 del meta[key]
         return meta
@@ -160,7 +160,7 @@ class Route:
 
 def _header_value(value):
     """A number as it is; a per-SNR-bin tuple as its comma-separated values (a FITS header holds no lists)."""
-    return ",".join(f"{v:.6g}" for v in value) if isinstance(value, tuple) else value
+    return ",".join("calibrated" if v is None else f"{v:.6g}" for v in value) if isinstance(value, tuple) else value
 
 
 def _card_value(value):
@@ -194,7 +194,7 @@ def calibrate_route(bundle, reader, kind: str, predict_config, progress=None, ma
     if kind == "template":
         keys |= {"template_nz_alpha": fit.nz_prior[0], "template_nz_z0": fit.nz_prior[1]}
     else:
-        keys |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic, "hybrid_max_widen_ood": widen}
+        keys |= {"ood_disagreement": cal.ood_disagreement, "ood_epistemic": cal.ood_epistemic, "hybrid_max_widen_ood": widen, "hybrid_point_temperature": _card_value(cal.point_temperature)}
     return cal, keys, False
 
 

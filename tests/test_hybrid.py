@@ -84,6 +84,12 @@ def test_calibrate_hybrid_sets_the_ood_thresholds_that_flag_about_a_tenth(tmp_pa
     bundle = load_model(model)
     disagreement, epistemic = bundle.ood_thresholds
     assert 0 < disagreement < np.inf and 0 < epistemic < np.inf
+    from slitcli.hybrid import POINT_TEMPERATURES
+    from slitcli.snr_bins import SNR_EDGES
+
+    cal = bundle.card["calibration"]
+    assert cal["hybrid_snr_edges"] == list(SNR_EDGES) and len(cal["hybrid_temperature"]) == len(cal["hybrid_error_floor"]) == len(SNR_EDGES)
+    assert len(cal["hybrid_point_temperature"]) == len(SNR_EDGES) and set(bundle.hybrid_point_temperature) <= {None, *POINT_TEMPERATURES}
     assert invoke("predict", sample, "-m", model, "--method", "hybrid", "--n-mc", 10, "-o", tmp_path / "z.fits").exit_code == 0
     table = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
     flagged = (np.asarray(table["ZWARN"]) & ZWARN_BITS["UNLIKE_TRAINING"]) > 0
@@ -228,3 +234,34 @@ def test_a_temperature_and_floor_per_snr_bin_from_the_card(tmp_path):
         HybridConfig(temperature=(1.0, 2.0), error_floor=(0.0, 0.0), snr_edges=(0.0, 3.0, 10.0))
     scalar = HybridConfig(temperature=3.0, error_floor=0.0003)
     np.testing.assert_array_equal(scalar.likelihood_scales([1.0, 40.0])[0], [3.0, 3.0])
+    # Z's temperature per bin: None reads Z from the calibrated posterior (NaN).
+    bundle.card["calibration"]["hybrid_point_temperature"] = [None, 1.0, 1.0]
+    save_model(bundle, tmp_path / "point", overwrite=True)
+    route = Route("hybrid", str(tmp_path / "point"))
+    np.testing.assert_array_equal(route._hybrid_config().point_temperatures(np.array([2.0, 4.0, 20.0])), [np.nan, 1.0, 1.0])
+    assert route.meta()["HYBPTEMP"] == "calibrated,1,1"
+    with pytest.raises(ConfigError, match="point temperature"):
+        HybridConfig(temperature=(1.0, 2.0), error_floor=(0.0, 0.0), snr_edges=(0.0, 3.0), point_temperature=(1.0,))
+
+
+def test_z_read_at_the_point_temperature_takes_the_deeper_minimum_the_flat_posterior_misses():
+    """A broad CNN prior centred at t = 0.500 and a chi-square with a shallow minimum at
+    0.498 and one 3 deeper at 0.506: at a large calibrated temperature the posterior is
+    nearly the prior and Z takes the minimum nearest its mode; read at temperature 1, Z is
+    the deeper one. The quantiles and PDF stay the calibrated posterior's."""
+    from slitcli.classic.posterior import posterior
+    from slitcli.classic.template_fit import Search, normalised_cdf
+    from slitcli.hybrid import point_fit
+    from slitcli.io.redshift import odds_from_cdf
+
+    known = np.nonzero(np.abs(T_GRID - 0.5) < 0.05)[0]
+    t = T_GRID[known]
+    found = Search(known, np.minimum(((t - 0.506) / 0.001) ** 2, ((t - 0.498) / 0.001) ** 2 + 3.0), 10_000)
+    prior = gaussian(T_GRID, 0.5, 0.01)
+    calibrated = posterior(found, prior, T_GRID, 64.0).fit
+    assert np.log1p(calibrated.z) == pytest.approx(0.498, abs=STEP)
+    assert point_fit(calibrated, found, prior, T_GRID, None, 16, 0.0, False, 0.0) is calibrated
+    chosen = point_fit(calibrated, found, prior, T_GRID, 1.0, 16, 0.0, False, 0.0)
+    assert np.log1p(chosen.z) == pytest.approx(0.506, abs=STEP)
+    assert chosen.quantiles == calibrated.quantiles and chosen.pdf_t is calibrated.pdf_t
+    assert chosen.odds == pytest.approx(odds_from_cdf(np.log1p(chosen.z), T_GRID, normalised_cdf(T_GRID, calibrated.pdf_t)))

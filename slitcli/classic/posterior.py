@@ -32,7 +32,7 @@ from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
 from slitcli.snr_bins import SNR_EDGES, bin_index, group_bins, per_source
 
-__all__ = ["PosteriorFit", "posterior", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "MIN_BIN_SOURCES", "fit_temperature_by_snr", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "fit_offset", "OFFSET_SNR", "OFFSET_WINDOW", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
+__all__ = ["PosteriorFit", "posterior", "posterior_density", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "MIN_BIN_SOURCES", "fit_temperature_by_snr", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "fit_offset", "OFFSET_SNR", "OFFSET_WINDOW", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
 
 def _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_best, sigma, step, floor) -> np.ndarray:
@@ -60,6 +60,22 @@ MIN_MODE_ODDS = 0.5
 FAINT_SNR = 3.0
 
 
+def posterior_density(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, floor: float = 0.0, mismatch: float = 0.0, offset: float = 0.0) -> np.ndarray:
+    """The normalised posterior density in t on `t_grid` of `posterior` (its arguments), without the catalogue's summaries."""
+    step = float(t_grid[1] - t_grid[0])
+    ib, t_like, curv = search.minimum(t_grid)
+    chi2_min = float(search.chi2[ib])
+    scale = max(1.0, chi2_min / max(search.npix - 1, 1)) * temperature
+    sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
+    like = _likelihood(t_grid, t_grid[search.known] - offset, search.chi2, chi2_min, scale, t_like - offset, sigma, step, floor)
+    if mismatch > 0:
+        like = (1.0 - mismatch) * like / like.max() + mismatch
+    post = prior_t * like
+    if not np.any(post > 0):  # the likelihood's core lies where the prior is numerically 0: trust the data
+        post = like
+    return post / np.trapezoid(post, t_grid)
+
+
 def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperature: float = 1.0, half: int = 16, floor: float = 0.0, mismatch: float = 0.0, faint: bool = False, offset: float = 0.0) -> PosteriorFit:
     """The posterior of one source from its chi-square `search` and prior `prior_t` (density in t on `t_grid`).
 
@@ -77,18 +93,10 @@ def posterior(search: Search, prior_t: np.ndarray, t_grid: np.ndarray, temperatu
     step = float(t_grid[1] - t_grid[0])
     known, chi_known = search.known, search.chi2
     t_known = t_grid[known] - offset
-    ib, t_like, curv = search.minimum(t_grid)
+    ib, t_like, _curv = search.minimum(t_grid)
     t_like -= offset
     chi2_min = float(chi_known[ib])
-    scale = max(1.0, chi2_min / max(search.npix - 1, 1)) * temperature
-    sigma = np.sqrt(2.0 * scale / curv) if curv > 0 else np.inf
-    like = _likelihood(t_grid, t_known, chi_known, chi2_min, scale, t_like, sigma, step, floor)
-    if mismatch > 0:
-        like = (1.0 - mismatch) * like / like.max() + mismatch
-    post = prior_t * like
-    if not np.any(post > 0):  # the likelihood's core lies where the prior is numerically 0: trust the data
-        post = like
-    post = post / np.trapezoid(post, t_grid)
+    post = posterior_density(search, prior_t, t_grid, temperature, floor, mismatch, offset)
     k = int(np.argmax(post))
     t_mode = float(t_grid[k])
     if 0 < k < n - 1 and np.all(post[k - 1 : k + 2] > 0):
@@ -134,7 +142,7 @@ def _inside(searches, priors, t_grid, t_true, temperature, floor, levels, mismat
     scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
     floors = np.broadcast_to(np.asarray(floor, float), (len(searches),))
     for n, (found, prior) in enumerate(zip(searches, priors, strict=True)):
-        post = posterior(found, prior, t_grid, temperature * scales[n], floor=float(floors[n]), mismatch=mismatch, offset=offset).fit.pdf_t
+        post = posterior_density(found, prior, t_grid, temperature * scales[n], float(floors[n]), mismatch, offset)
         u = np.interp(t_true[n], t_grid, normalised_cdf(t_grid, post))  # the PIT of the truth
         inside[n] = np.abs(u - 0.5) <= 0.5 * np.asarray(levels)
     return inside

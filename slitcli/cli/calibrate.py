@@ -95,7 +95,7 @@ def calibrate(
             elif template:
                 more = f"; n(z) prior alpha {fit.nz_prior[0]:.3g}, z0 {fit.nz_prior[1]:.3g}"
             else:
-                more = f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3"
+                more = f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3; Z read from the posterior at temperature " + ", ".join("calibrated" if t is None else f"{t:g}" for t in cal.point_temperature) + " by SNR_GI bin"
             log.info(
                 f"{what}: {fit.describe()}; template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
                 f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{more}; wrote {target}"

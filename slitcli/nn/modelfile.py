@@ -76,6 +76,14 @@ class ModelBundle:
         """Error floor [ln(1+z)] of the "template" or "hybrid" route's likelihood (`calibrate --template` / `--hybrid`), one per SNR_GI bin where the card has bins; 0 before."""
         return _one_or_per_bin(self.card.get("calibration", {}).get(f"{route}_error_floor", 0.0))
 
+    @property
+    def hybrid_point_temperature(self) -> float | tuple[float | None, ...] | None:
+        """Temperature of the posterior the hybrid's Z is read from (`slitcli.hybrid.HybridConfig.point_temperature`; card ``hybrid_point_temperature``, one per SNR_GI bin of ``hybrid_snr_edges`` where a list); None: the calibrated one."""
+        value = self.card.get("calibration", {}).get("hybrid_point_temperature")
+        if isinstance(value, list):
+            return tuple(None if v is None else float(v) for v in value)
+        return None if value is None else float(value)
+
     def snr_edges(self, route: str) -> tuple[float, ...]:
         """Lower edges of the SNR_GI bins of the route's per-bin temperature and floor (card ``<route>_snr_edges``); empty: one for all."""
         return tuple(float(e) for e in self.card.get("calibration", {}).get(f"{route}_snr_edges", ()))
@@ -245,6 +253,7 @@ CARD_SCHEMA = {
         "tail_dof": (False, lambda v: v is None or _positive(v), "a positive number, or null (Gaussian)"),
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
         "hybrid_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
+        "hybrid_point_temperature": (False, lambda v: _per_bin(v, lambda x: x is None or _positive(x)), "a positive number or null (Z from the calibrated posterior), or a list of them (one per SNR bin)"),
         "hybrid_snr_edges": (False, lambda v: isinstance(v, list) and all(_number(e) for e in v) and all(a < b for a, b in zip(v, v[1:])), "a list of increasing SNR_GI edges"),
         "template_temperature": (False, _positive, "a positive number"),
         "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
