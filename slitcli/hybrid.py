@@ -436,25 +436,34 @@ def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, 
 
 
 #: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`), besides the calibrated one.
-POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: |dz| / (1 + z) beyond which a Z is a catastrophic outlier (as `slitcli evaluate` counts them).
+CATASTROPHIC = 0.15
 
 
 def _choose_point_temperature(searches, priors, t_grid, z_true, snr, scales, config) -> tuple[tuple[float | None, ...], dict]:
-    """Per SNR_GI bin of `config.snr_edges` (grouped as the temperatures are), the one of None (Z from the posterior `config` calibrates) and `POINT_TEMPERATURES` whose Z has the smallest sigma_NMAD; and each candidate's sigma_NMAD per bin."""
+    """Z's temperature per SNR_GI bin of `config.snr_edges` (grouped as the temperatures are); and each candidate's sigma_NMAD per bin.
+
+    Of None (Z from the posterior `config` calibrates) and `POINT_TEMPERATURES`, the one
+    whose Z has the smallest sigma_NMAD among those with no more catastrophic outliers
+    than the calibrated posterior's Z: a lower temperature lets the template fit place the
+    line more finely, but also lets a deep wrong minimum the CNN's prior excludes take Z.
+    """
     from slitcli.evaluation.metrics import sigma_nmad
 
     calibrated, floor = config.likelihood_scales(snr)
     which = bin_index(config.snr_edges, snr)
     groups = group_bins(np.bincount(which, minlength=len(config.snr_edges)), MIN_BIN_SOURCES)
-    nmad = {}
+    nmad, outliers = {}, {}
     for candidate in (None, *POINT_TEMPERATURES):
         temperature, floors = (calibrated, floor) if candidate is None else (np.full(len(snr), candidate), np.zeros(len(snr)))
         z = np.array([posterior(found, priors[n], t_grid, temperature[n] * scales[n], floor=floors[n], mismatch=config.template_mismatch, faint=snr[n] < FAINT_SNR, offset=config.offset).fit.z for n, found in enumerate(searches)])
-        per_bin = [0.0] * len(config.snr_edges)
+        catastrophic = np.abs(z - z_true) / (1.0 + z_true) > CATASTROPHIC
+        nmad[candidate], outliers[candidate] = [0.0] * len(config.snr_edges), [0] * len(config.snr_edges)
         for group in groups:
             members = np.isin(which, group)
             for k in group:
-                per_bin[k] = float(sigma_nmad(z[members], z_true[members]))
-        nmad[candidate] = per_bin
-    chosen = tuple(min(nmad, key=lambda c, k=k: nmad[c][k]) for k in range(len(config.snr_edges)))
+                nmad[candidate][k] = float(sigma_nmad(z[members], z_true[members]))
+                outliers[candidate][k] = int(catastrophic[members].sum())
+    chosen = tuple(min((c for c in nmad if outliers[c][k] <= outliers[None][k]), key=lambda c, k=k: nmad[c][k]) for k in range(len(config.snr_edges)))
     return chosen, nmad

@@ -265,3 +265,31 @@ def test_z_read_at_the_point_temperature_takes_the_deeper_minimum_the_flat_poste
     assert np.log1p(chosen.z) == pytest.approx(0.506, abs=STEP)
     assert chosen.quantiles == calibrated.quantiles and chosen.pdf_t is calibrated.pdf_t
     assert chosen.odds == pytest.approx(odds_from_cdf(np.log1p(chosen.z), T_GRID, normalised_cdf(T_GRID, calibrated.pdf_t)))
+
+
+def test_z_temperature_is_the_sharpest_that_adds_no_catastrophic_outlier():
+    """Ninety sources whose true minimum lies 0.004 from a shallower one nearer the CNN's
+    mode (read at the calibrated T = 64, Z takes the wrong one; at T <= 4 the right one) and
+    ten whose CNN prior has a faint floor under a deep wrong minimum at t = 0.9 (only T = 1
+    lets it take Z): the choice is T = 2, not T = 1, whose sigma_NMAD is about as small but
+    whose Z has ten catastrophic outliers."""
+    from slitcli.classic.template_fit import Search
+    from slitcli.hybrid import _choose_point_temperature
+
+    rng = np.random.default_rng(3)
+    known = np.nonzero((T_GRID > 0.45) & (T_GRID < 0.95))[0]
+    t = T_GRID[known]
+    searches, priors, t_true = [], [], []
+    for n in range(100):
+        if n < 90:
+            searches.append(Search(known, np.minimum(((t - 0.499) / 0.0005) ** 2 + 4.0, ((t - 0.503) / 0.0005) ** 2), 10_000))
+            priors.append(gaussian(T_GRID, 0.5, 0.003))
+            t_true.append(0.503 + rng.normal(0, 0.0002))
+        else:
+            searches.append(Search(known, np.minimum(((t - 0.5) / 0.001) ** 2 + 60.0, ((t - 0.9) / 0.001) ** 2), 10_000))
+            priors.append(gaussian(T_GRID, 0.5, 0.01) + 1e-6)
+            t_true.append(0.5 + rng.normal(0, 0.0002))
+    config = HybridConfig(temperature=(64.0,), error_floor=(0.0,), snr_edges=(0.0,), template_mismatch=0.0)
+    chosen, nmad = _choose_point_temperature(searches, priors, T_GRID, np.expm1(np.array(t_true)), np.full(100, 5.0), np.ones(100), config)
+    assert chosen == (2.0,)
+    assert nmad[1.0][0] < 1.5 * nmad[2.0][0] and nmad[None][0] > 5 * nmad[2.0][0]
