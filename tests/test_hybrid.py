@@ -268,7 +268,7 @@ def test_z_read_at_the_point_temperature_takes_the_deeper_minimum_the_flat_poste
 
 
 def test_z_temperature_is_the_sharpest_that_adds_no_catastrophic_outlier():
-    """Ninety sources whose true minimum lies 0.004 from a shallower one nearer the CNN's
+    """Ninety sources whose true minimum lies 0.004 (either side) from a shallower one nearer the CNN's
     mode (read at the calibrated T = 64, Z takes the wrong one; at T <= 4 the right one) and
     ten whose CNN prior has a faint floor under a deep wrong minimum at t = 0.9 (only T = 1
     lets it take Z): the choice is T = 2, not T = 1, whose sigma_NMAD is about as small but
@@ -281,10 +281,11 @@ def test_z_temperature_is_the_sharpest_that_adds_no_catastrophic_outlier():
     t = T_GRID[known]
     searches, priors, t_true = [], [], []
     for n in range(100):
-        if n < 90:
-            searches.append(Search(known, np.minimum(((t - 0.499) / 0.0005) ** 2 + 4.0, ((t - 0.503) / 0.0005) ** 2), 10_000))
+        if n < 90:  # the true minimum above the shallow one for half of them, below for the others
+            side = 1 if n % 2 else -1
+            searches.append(Search(known, np.minimum(((t - 0.5 + 0.001 * side) / 0.0005) ** 2 + 4.0, ((t - 0.5 - 0.003 * side) / 0.0005) ** 2), 10_000))
             priors.append(gaussian(T_GRID, 0.5, 0.003))
-            t_true.append(0.503 + rng.normal(0, 0.0002))
+            t_true.append(0.5 + 0.003 * side + rng.normal(0, 0.0002))
         else:
             searches.append(Search(known, np.minimum(((t - 0.5) / 0.001) ** 2 + 60.0, ((t - 0.9) / 0.001) ** 2), 10_000))
             priors.append(gaussian(T_GRID, 0.5, 0.01) + 1e-6)
