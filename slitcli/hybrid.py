@@ -435,19 +435,21 @@ def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, 
     return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point, scores)
 
 
-#: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`), besides the calibrated one.
-POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`).
+POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 #: |dz| / (1 + z) beyond which a Z is a catastrophic outlier (as `slitcli evaluate` counts them).
 CATASTROPHIC = 0.15
 
 
 def _choose_point_temperature(searches, priors, t_grid, z_true, snr, scales, config) -> tuple[tuple[float | None, ...], dict]:
-    """Z's temperature per SNR_GI bin of `config.snr_edges` (grouped as the temperatures are); and each candidate's sigma_NMAD per bin.
+    """Z's temperature per SNR_GI bin of `config.snr_edges` (grouped as the temperatures are); and each candidate's sigma_NMAD per bin (None: the calibrated posterior's Z).
 
-    Of None (Z from the posterior `config` calibrates) and `POINT_TEMPERATURES`, the one
-    whose Z has the smallest sigma_NMAD among those with no more catastrophic outliers
-    than the calibrated posterior's Z: a lower temperature lets the template fit place the
-    line more finely, but also lets a deep wrong minimum the CNN's prior excludes take Z.
+    Of `POINT_TEMPERATURES`, the one whose Z has the smallest sigma_NMAD among those with
+    no more catastrophic outliers than the calibrated posterior's Z: a lower temperature
+    lets the template fit place the line more finely, but also lets a deep wrong minimum
+    the CNN's prior excludes take Z. Always a number, never "the calibrated posterior":
+    field cutouts have a calibration of their own (`ModelBundle.likelihood_scale`), and Z
+    is read as it was chosen here.
     """
     from slitcli.evaluation.metrics import sigma_nmad
 
@@ -465,5 +467,5 @@ def _choose_point_temperature(searches, priors, t_grid, z_true, snr, scales, con
             for k in group:
                 nmad[candidate][k] = float(sigma_nmad(z[members], z_true[members]))
                 outliers[candidate][k] = int(catastrophic[members].sum())
-    chosen = tuple(min((c for c in nmad if outliers[c][k] <= outliers[None][k]), key=lambda c, k=k: nmad[c][k]) for k in range(len(config.snr_edges)))
+    chosen = tuple(min((c for c in POINT_TEMPERATURES if outliers[c][k] <= outliers[None][k]), key=lambda c, k=k: nmad[c][k], default=POINT_TEMPERATURES[-1]) for k in range(len(config.snr_edges)))
     return chosen, nmad
