@@ -70,11 +70,15 @@ slitcli train --stream --config stage2.yaml --workers 1 --init-from stage1 --val
 
 # Calibration: logit temperature x SNR power, then the PIT map by SNR_GI bin (12k sources);
 # then the template route's keys (docs/template.md; they do not depend on the network; the
-# shipped card's field pair was fitted on a separate field) and the hybrid route's scales
-# and out-of-distribution thresholds.
+# shipped card's template field pair was fitted on a separate field) and the hybrid
+# route's scales per SNR_GI bin, Z's temperatures and out-of-distribution thresholds (12k
+# sources, about 15 min), and its field pair on cutouts of a separate field.
 slitcli calibrate cal12k.fits -m stage2 -o slitnet-csst-default
 slitcli calibrate cal.fits -m slitnet-csst-default --template --in-place
-slitcli calibrate cal.fits -m slitnet-csst-default --hybrid --max-widen-ood 1 --in-place
+slitcli calibrate cal12k.fits -m slitnet-csst-default --hybrid --max-widen-ood 1 --in-place
+slitcli simulate --field --size 8192 --seed 2210 -q -o field2210
+slitcli cutout field2210/exposure_*.fits --catalog field2210/catalog.fits --direct field2210/direct.fits -q -o field2210.fits
+slitcli calibrate field2210.fits -m slitnet-csst-default --hybrid --in-place
 
 for t in test test12k; do
   slitcli predict $t.fits -m slitnet-csst-default -o z_$t.fits --pdf
