@@ -223,6 +223,8 @@ def test_a_temperature_and_floor_per_snr_bin_from_the_card(tmp_path):
 
     bundle = load_model(None)
     bundle.card["calibration"] |= {"hybrid_snr_edges": [0.0, 3.0, 10.0], "hybrid_temperature": [16.0, 2.0, 1.0], "hybrid_error_floor": [0.0, 0.0004, 0.0002]}
+    for key in ("hybrid_point_temperature", "hybrid_field_temperature", "hybrid_field_error_floor"):  # the shipped card's, for its own four bins
+        bundle.card["calibration"].pop(key, None)
     save_model(bundle, tmp_path / "binned")
     config = Route("hybrid", str(tmp_path / "binned"))._hybrid_config()
     assert config.snr_edges == (0.0, 3.0, 10.0) and config.temperature == (16.0, 2.0, 1.0)
