@@ -51,7 +51,7 @@ from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, odds_from_cdf, source_identity
 from slitcli.io.zpdf import predictive_pdf
-from slitcli.snr_bins import bin_index, group_bins, per_source
+from slitcli.snr_bins import bin_groups, per_source
 
 __all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid", "point_fit", "POINT_TEMPERATURES"]
 
@@ -133,13 +133,13 @@ class HybridConfig:
             msg = "the hybrid route needs 0 < prior_floor < 1, margin_t >= 0, max_widen >= 0 and temperature > 0"
             raise ConfigError(msg)
         point = self.point_temperature
-        if isinstance(point, tuple) and (len(point) != len(self.snr_edges) or any(v is not None and not v > 0 for v in point)) or (point is not None and not isinstance(point, tuple) and not point > 0):
+        values = point if isinstance(point, tuple) else (point,)
+        if (isinstance(point, tuple) and len(point) != len(self.snr_edges)) or any(v is not None and not v > 0 for v in values):
             msg = "the hybrid route's point temperature must be None, > 0, or one (None or > 0) per SNR bin"
             raise ConfigError(msg)
         if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and np.all(floor >= 0) and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0):
             msg = "the hybrid route's out-of-distribution thresholds must be > 0, its error floor >= 0, 0 <= template_mismatch < 1 and max_widen_ood >= 1"
             raise ConfigError(msg)
-
 
     def likelihood_scales(self, snr) -> tuple[np.ndarray, np.ndarray]:
         """Each source's temperature and error floor [ln(1+z)] for its SNR_GI `snr`."""
@@ -372,7 +372,6 @@ class HybridCalibration:
     ood_epistemic: float
     n_ood: int
     point_temperature: tuple[float | None, ...] | None = None
-    point_sigma_nmad: dict | None = None
 
 
 def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, max_widen_ood: float = 10.0, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
@@ -431,8 +430,8 @@ def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, 
             keep.append(start + n)
             snrs.append(snr[n])
     temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], mismatch=config.template_mismatch, scales=scales, offset=config.offset, snr=snrs)
-    point, scores = _choose_point_temperature(searches, priors, t_grid, np.expm1(t_all[keep]), np.asarray(snrs), np.asarray(scales), dataclasses.replace(config, temperature=temperature.temperature, error_floor=temperature.error_floor, snr_edges=temperature.snr_edges))
-    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point, scores)
+    point, _ = _choose_point_temperature(searches, priors, t_grid, np.expm1(t_all[keep]), np.asarray(snrs), np.asarray(scales), dataclasses.replace(config, temperature=temperature.temperature, error_floor=temperature.error_floor, snr_edges=temperature.snr_edges))
+    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point)
 
 
 #: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`).
@@ -454,16 +453,14 @@ def _choose_point_temperature(searches, priors, t_grid, z_true, snr, scales, con
     from slitcli.evaluation.metrics import sigma_nmad
 
     calibrated, floor = config.likelihood_scales(snr)
-    which = bin_index(config.snr_edges, snr)
-    groups = group_bins(np.bincount(which, minlength=len(config.snr_edges)), MIN_BIN_SOURCES)
+    groups = bin_groups(config.snr_edges, snr, MIN_BIN_SOURCES)
     nmad, outliers = {}, {}
     for candidate in (None, *POINT_TEMPERATURES):
         temperature, floors = (calibrated, floor) if candidate is None else (np.full(len(snr), candidate), np.zeros(len(snr)))
         z = np.array([posterior(found, priors[n], t_grid, temperature[n] * scales[n], floor=floors[n], mismatch=config.template_mismatch, faint=snr[n] < FAINT_SNR, offset=config.offset).fit.z for n, found in enumerate(searches)])
         catastrophic = np.abs(z - z_true) / (1.0 + z_true) > CATASTROPHIC
         nmad[candidate], outliers[candidate] = [0.0] * len(config.snr_edges), [0] * len(config.snr_edges)
-        for group in groups:
-            members = np.isin(which, group)
+        for group, members in groups:
             for k in group:
                 nmad[candidate][k] = float(sigma_nmad(z[members], z_true[members]))
                 outliers[candidate][k] = int(catastrophic[members].sum())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SNR_EDGES", "bin_index", "group_bins", "per_source"]
+__all__ = ["SNR_EDGES", "bin_index", "group_bins", "bin_groups", "per_source"]
 
 #: Lower edges of the SNR_GI bins (those of the published cuts); the first takes anything fainter.
 SNR_EDGES = (0.0, 3.0, 5.0, 10.0)
@@ -36,6 +36,12 @@ def group_bins(counts, min_sources: int) -> list[list[int]]:
         last = groups.pop()
         groups[-1] += last
     return groups
+
+
+def bin_groups(snr_edges, snr, min_sources: int) -> list[tuple[list[int], np.ndarray]]:
+    """The bins of `snr_edges` grouped by `group_bins` for sources of SNR_GI `snr`: each group's bin indices and the mask of its sources."""
+    which = bin_index(snr_edges, snr)
+    return [(group, np.isin(which, group)) for group in group_bins(np.bincount(which, minlength=len(snr_edges)), min_sources)]
 
 
 def per_source(values, snr_edges, snr) -> np.ndarray:

@@ -30,7 +30,7 @@ from slitcli.classic.template_fit import (
 from slitcli.errors import InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import QUANTILES, SIGMA_LEVELS, odds_from_cdf
-from slitcli.snr_bins import SNR_EDGES, bin_index, group_bins, per_source
+from slitcli.snr_bins import SNR_EDGES, bin_groups, per_source
 
 __all__ = ["PosteriorFit", "posterior", "posterior_density", "coverage", "MIN_MODE_ODDS", "FAINT_SNR", "FLOORS", "TEMPERATURES", "MIN_BIN_SOURCES", "fit_temperature_by_snr", "COVERAGE_CUTS", "snr_groups", "fit_temperature", "fit_offset", "OFFSET_SNR", "OFFSET_WINDOW", "TemperatureFit", "calibrate_temperature", "calibrate_template"]
 
@@ -203,7 +203,8 @@ class TemperatureFit:
         """The temperature and floor in words, per SNR_GI bin where there are bins."""
         if not self.snr_edges:
             return f"temperature {self.temperature:.3g}, error floor {self.error_floor:g}"
-        bins = [f"SNR_GI >= {lo:g}" if k else f"SNR_GI < {self.snr_edges[1]:g}" for k, lo in enumerate(self.snr_edges)]
+        edges = self.snr_edges
+        bins = [f"SNR_GI < {edges[1]:g}", *(f"SNR_GI {lo:g}-{hi:g}" for lo, hi in zip(edges[1:-1], edges[2:], strict=True)), f"SNR_GI {edges[-1]:g}+"]
         return "temperature, error floor " + "; ".join(f"{b}: {t:.3g}, {f:g}" for b, t, f in zip(bins, self.temperature, self.error_floor, strict=True))
 
 
@@ -240,11 +241,10 @@ def fit_temperature_by_snr(searches, priors, t_grid: np.ndarray, t_true: np.ndar
     temperatures and floors, one per bin, and the coverages of all sources with them.
     """
     snr = np.asarray(snr, float)
-    which = bin_index(snr_edges, snr)
     bin_t, bin_floor = [0.0] * len(snr_edges), [0.0] * len(snr_edges)
     scales = np.ones(len(searches)) if scales is None else np.asarray(scales, float)
-    for group in group_bins(np.bincount(which, minlength=len(snr_edges)), min_sources):
-        members = np.nonzero(np.isin(which, group))[0]
+    for group, mask in bin_groups(snr_edges, snr, min_sources):
+        members = np.nonzero(mask)[0]
         pick = [searches[n] for n in members], [priors[n] for n in members]
         temperature, floor, _ = fit_temperature(*pick, t_grid, np.asarray(t_true)[members], temperatures, floors=floors, mismatch=mismatch, scales=scales[members], offset=offset)
         for k in group:

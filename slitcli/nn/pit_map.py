@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slitcli.nn.pdf import normalised_cells
-from slitcli.snr_bins import SNR_EDGES, bin_index, group_bins
+from slitcli.snr_bins import SNR_EDGES, bin_groups, bin_index
 
 __all__ = ["LEVELS", "SNR_EDGES", "MIN_BIN_SOURCES", "PITMap", "fit_pit_map"]
 
@@ -117,11 +117,9 @@ def fit_pit_map(pit: np.ndarray, snr: np.ndarray, snr_edges=SNR_EDGES, levels=LE
     pit, snr = np.asarray(pit, np.float64), np.asarray(snr, np.float64)
     edges = np.asarray(snr_edges, np.float64)
     levels = np.asarray(levels, np.float64)
-    which = bin_index(edges, snr)
-    groups = group_bins(np.bincount(which, minlength=len(edges)), min_sources)
     rows = [None] * len(edges)
-    for group in groups:
-        x = np.quantile(pit[np.isin(which, group)], levels)
+    for group, members in bin_groups(edges, snr, min_sources):
+        x = np.quantile(pit[members], levels)
         x[0], x[-1] = 0.0, 1.0
         # Strictly increasing knots, kept inside [0, 1].
         x = np.minimum(np.maximum.accumulate(x + _MIN_STEP * np.arange(len(x))), 1.0 - _MIN_STEP * (len(x) - 1 - np.arange(len(x))))
