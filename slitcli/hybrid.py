@@ -53,7 +53,7 @@ from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, odds
 from slitcli.io.zpdf import predictive_pdf
 from slitcli.snr_bins import bin_groups, per_source
 
-__all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid", "point_fit", "POINT_TEMPERATURES"]
+__all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid", "point_fit", "POINT_TEMPERATURES", "PRIOR_WIDTHS"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,12 @@ class HybridConfig:
         The population's n(z) (the template route's, `slitcli.classic.nz_prior`): the prior
         of a source whose spectrum runs off the detector (ZWARN ``LITTLE_COVERAGE``), which
         the network never saw in training; None: flat (`population_prior`).
+    prior_width : float
+        Every CNN prior's width is multiplied by this (>= 1; `_prior`). 1 on isolated
+        cutouts, whose priors the CNN's calibration made honest; on field cutouts the CNN's
+        p(z) is too narrow where a neighbour's residual light is left, and no likelihood
+        temperature and floor can widen a faint source's posterior, which is nearly the prior
+        (`calibrate --hybrid` on field cutouts fits it with them, `PRIOR_WIDTHS`).
     """
 
     prior_floor: float = 1e-3
@@ -123,6 +129,7 @@ class HybridConfig:
     max_widen_ood: float = 10.0
     offset: float = 0.0
     nz_prior: tuple[float, float] | None = None
+    prior_width: float = 1.0
 
     def __post_init__(self):
         temperature, floor = np.atleast_1d(self.temperature), np.atleast_1d(self.error_floor)
@@ -137,8 +144,8 @@ class HybridConfig:
         if (isinstance(point, tuple) and len(point) != len(self.snr_edges)) or any(v is not None and not v > 0 for v in values):
             msg = "the hybrid route's point temperature must be None, > 0, or one (None or > 0) per SNR bin"
             raise ConfigError(msg)
-        if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and np.all(floor >= 0) and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0):
-            msg = "the hybrid route's out-of-distribution thresholds must be > 0, its error floor >= 0, 0 <= template_mismatch < 1 and max_widen_ood >= 1"
+        if not (self.ood_disagreement > 0 and self.ood_epistemic > 0 and np.all(floor >= 0) and 0.0 <= self.template_mismatch < 1.0 and self.max_widen_ood >= 1.0 and self.prior_width >= 1.0):
+            msg = "the hybrid route's out-of-distribution thresholds must be > 0, its error floor >= 0, 0 <= template_mismatch < 1, max_widen_ood >= 1 and prior_width >= 1"
             raise ConfigError(msg)
 
     def likelihood_scales(self, snr) -> tuple[np.ndarray, np.ndarray]:
@@ -309,7 +316,7 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         stop = start + len(sci)
         rows = cnn[start:stop]
-        prior = _prior(rows, z_grid, bundle.tail_dof)
+        prior = _prior(rows, z_grid, bundle.tail_dof, config.prior_width)
         # A spectrum cut off by the detector's edge is one the network never saw: its prior
         # is the population's n(z) instead, and its disagreement widens nothing.
         cut_off = np.any(lost_columns(dq) > MAX_LOST_COLUMNS, axis=1)
@@ -323,7 +330,7 @@ def iter_searches(bundle, reader, predict_config, fit_config: TemplateFitConfig,
         score = ood_score(rows["Z"], rows["ZERR"], z_template, rows["ZERR_EPI"], config)
         widen = np.where(cut_off, 1.0, widening(score, config))
         for n in np.nonzero(widen > 1.0)[0]:
-            prior[n] = _prior(rows[n : n + 1], z_grid, bundle.tail_dof, widen[n])[0]
+            prior[n] = _prior(rows[n : n + 1], z_grid, bundle.tail_dof, widen[n] * config.prior_width)[0]
             searches[n] = search_chi2(chi2_fns[n], models.t_grid, npix[n], prior[n], fit_config, config, done=searches[n])
             z_template[n] = np.expm1(searches[n].minimum(models.t_grid)[1] - config.offset)
         if np.any(widen > 1.0):  # the published OODSCORE follows the published ZTEMPL
@@ -372,6 +379,7 @@ class HybridCalibration:
     ood_epistemic: float
     n_ood: int
     point_temperature: tuple[float | None, ...] | None = None
+    prior_width: float = 1.0
 
 
 def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConfig | None = None, *, min_snr: float = 1.0, ood_snr: float = 3.0, ood_quantile: float = 0.96, max_widen_ood: float = 10.0, progress=None, fixed: HybridConfig | None = None) -> HybridCalibration:
@@ -388,7 +396,8 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     ``hybrid_snr_edges``), ``hybrid_offset``, ``ood_disagreement`` and
     ``ood_epistemic`` (a CNN re-calibration drops them: they depend on the CNN's calibration).
     With `fixed` (the card's thresholds, offset and n(z): a second calibration, on cutouts of
-    another kind), the first pass is skipped and only T and the floor are fitted.
+    another kind), the first pass is skipped and only T and the floor are fitted, with the
+    CNN prior's width (`HybridConfig.prior_width`, one of `PRIOR_WIDTHS`; a pass each).
     `max_widen_ood` is the widening's cap (`HybridConfig.max_widen_ood`; 1: flagged
     sources are not widened), the same in the fit as in `predict` (card
     ``hybrid_max_widen_ood``).
@@ -398,7 +407,7 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     t_all = true_t(reader)
     cnn_all = cnn_rows(bundle, reader, predict_config, t_grid)  # once, for both passes
     if fixed is not None:
-        return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, fixed, t_all, cnn_all, min_snr, progress, 0)
+        return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, fixed, t_all, cnn_all, min_snr, progress, 0, PRIOR_WIDTHS)
     rows, bright_searches, bright_t, bright_snr = [], [], [], []
     for start, _sci, _dq, snr, cnn, _prior, found, z_template, _widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, HybridConfig(), tuple(bundle.bands), progress=progress, cnn=cnn_all):
         for n in np.nonzero((np.asarray(snr) >= min(ood_snr, OFFSET_SNR)) & ~cut_off)[0]:  # as in the second pass
@@ -418,22 +427,30 @@ def calibrate_hybrid(bundle, reader, predict_config, fit_config: TemplateFitConf
     return _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, len(parts))
 
 
-def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, n_ood) -> HybridCalibration:
-    """`calibrate_hybrid`'s second pass: T and the floor with `config`'s thresholds, offset and n(z)."""
+def _fit_hybrid_temperature(bundle, reader, predict_config, fit_config, config, t_all, cnn_all, min_snr, progress, n_ood, widths=(1.0,)) -> HybridCalibration:
+    """`calibrate_hybrid`'s second pass: T and the floor with `config`'s thresholds, offset and n(z), for each prior width of `widths` (the one whose worst SNR_GI bin misses its coverage least wins; the narrowest of equals)."""
     t_grid = fit_config.grid()
-    searches, priors, scales, keep, snrs = [], [], [], [], []
-    for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, config, tuple(bundle.bands), progress=progress, cnn=cnn_all):
-        for n in np.nonzero((np.asarray(snr) >= min_snr) & ~cut_off)[0]:  # cut-off spectra: the CNN's posterior is not theirs
-            searches.append(found[n])
-            priors.append(prior[n])
-            scales.append(widen[n] ** 2)
-            keep.append(start + n)
-            snrs.append(snr[n])
-    temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], mismatch=config.template_mismatch, scales=scales, offset=config.offset, snr=snrs)
-    point, _ = _choose_point_temperature(searches, priors, t_grid, np.expm1(t_all[keep]), np.asarray(snrs), np.asarray(scales), dataclasses.replace(config, temperature=temperature.temperature, error_floor=temperature.error_floor, snr_edges=temperature.snr_edges))
-    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point)
+    best = None
+    for width in widths:
+        trial = dataclasses.replace(config, prior_width=width)
+        searches, priors, scales, keep, snrs = [], [], [], [], []
+        for start, _sci, _dq, snr, _cnn, prior, found, _z, widen, _score, cut_off in iter_searches(bundle, reader, predict_config, fit_config, trial, tuple(bundle.bands), progress=progress, cnn=cnn_all):
+            for n in np.nonzero((np.asarray(snr) >= min_snr) & ~cut_off)[0]:  # cut-off spectra: the CNN's posterior is not theirs
+                searches.append(found[n])
+                priors.append(prior[n])
+                scales.append(widen[n] ** 2)
+                keep.append(start + n)
+                snrs.append(snr[n])
+        temperature = calibrate_temperature(searches, priors, t_grid, t_all[keep], mismatch=config.template_mismatch, scales=scales, offset=config.offset, snr=snrs)
+        if best is None or temperature.worst_miss < best[0].worst_miss - 1e-9:
+            best = (temperature, trial, searches, priors, scales, keep, snrs)
+    temperature, trial, searches, priors, scales, keep, snrs = best
+    point, _ = _choose_point_temperature(searches, priors, t_grid, np.expm1(t_all[keep]), np.asarray(snrs), np.asarray(scales), dataclasses.replace(trial, temperature=temperature.temperature, error_floor=temperature.error_floor, snr_edges=temperature.snr_edges))
+    return HybridCalibration(temperature, config.ood_disagreement, config.ood_epistemic, n_ood, point, trial.prior_width)
 
 
+#: The prior widths (`HybridConfig.prior_width`) that `calibrate --hybrid` tries on field cutouts.
+PRIOR_WIDTHS = (1.0, 1.15, 1.3, 1.5, 2.0)
 #: The temperatures `calibrate --hybrid` tries for the posterior Z is read from (`HybridConfig.point_temperature`).
 POINT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 #: |dz| / (1 + z) beyond which a Z is a catastrophic outlier (as `slitcli evaluate` counts them).

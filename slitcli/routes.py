@@ -21,6 +21,7 @@ from astropy.table import Table
 
 from slitcli.errors import InputError
 from slitcli.parallel import Task, file_identity, require_task, task_id
+from slitcli.snr_bins import header_text
 
 __all__ = ["Route", "calibrate_route", "predict_file", "predict_files", "catalog_table"]
 
@@ -84,7 +85,7 @@ class Route:
         bundle = _bundle(self.model)
         disagreement, epistemic = bundle.ood_thresholds
         temperature, floor = bundle.likelihood_scale("hybrid", field)
-        return HybridConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("hybrid") if isinstance(temperature, tuple) else (), point_temperature=bundle.hybrid_point_temperature, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood)
+        return HybridConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("hybrid") if isinstance(temperature, tuple) else (), point_temperature=bundle.hybrid_point_temperature, ood_disagreement=disagreement, ood_epistemic=epistemic, offset=bundle.offset("hybrid"), nz_prior=bundle.template_nz_prior, max_widen_ood=bundle.hybrid_max_widen_ood, prior_width=bundle.hybrid_prior_width(field))
 
     def _fit_config(self, field: bool = False):
         from slitcli.classic.template_fit import TemplateFitConfig
@@ -92,7 +93,7 @@ class Route:
         if self.method == "template":  # its calibration is kept in the model card (calibrate --template)
             bundle = _bundle(self.model)
             temperature, floor = bundle.likelihood_scale("template", field)
-            return TemplateFitConfig(temperature=temperature, error_floor=floor, sky_offset=self.sky_offset, offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
+            return TemplateFitConfig(temperature=temperature, error_floor=floor, snr_edges=bundle.snr_edges("template") if isinstance(temperature, tuple) else (), sky_offset=self.sky_offset, offset=bundle.offset("template"), nz_prior=bundle.template_nz_prior)
         return TemplateFitConfig(sky_offset=self.sky_offset)
 
     def _predict_config(self):
@@ -107,12 +108,12 @@ class Route:
 
         if self.method == "template":
             field = self._fit_config(field=True)
-            return {**template_meta(self._fit_config()), "TMPLFTMP": field.temperature, "TMPLFFLR": field.error_floor}
+            return {**template_meta(self._fit_config()), "TMPLFTMP": header_text(field.temperature), "TMPLFFLR": header_text(field.error_floor)}
         meta = catalog_meta(_bundle(self.model), self._predict_config())
         if self.method == "hybrid":
             hybrid, field = self._hybrid_config(), self._hybrid_config(field=True)
-            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": _header_value(hybrid.temperature), "HYBFLOOR": _header_value(hybrid.error_floor), "HYBFTEMP": _header_value(field.temperature), "HYBFFLOR": _header_value(field.error_floor), "HYBSNRB": _header_value(hybrid.snr_edges), "HYBPTEMP": _header_value(hybrid.point_temperature) if hybrid.point_temperature is not None else "calibrated", "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
-            for key in ("TMPLTEMP", "TMPLFLOR", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
+            meta = {**meta, **template_meta(self._fit_config()), "METHOD": "hybrid", "HYBTEMP": header_text(hybrid.temperature), "HYBFLOOR": header_text(hybrid.error_floor), "HYBFTEMP": header_text(field.temperature), "HYBFFLOR": header_text(field.error_floor), "HYBFPRW": field.prior_width, "HYBSNRB": header_text(hybrid.snr_edges), "HYBPTEMP": header_text(hybrid.point_temperature) if hybrid.point_temperature is not None else "calibrated", "HYBOFFS": hybrid.offset, "HYBMISM": hybrid.template_mismatch}
+            for key in ("TMPLTEMP", "TMPLFLOR", "TMPLSNRB", "TMPLOFFS", "TMPLNZA", "TMPLNZ0"):  # the hybrid's own temperature, floor and offset; its prior is the CNN's
                 del meta[key]
         return meta
 
@@ -158,11 +159,6 @@ class Route:
         return predict_sample(_bundle(self.model), sample, self._predict_config(), progress=progress)
 
 
-def _header_value(value):
-    """A number as it is; a per-SNR-bin tuple as its comma-separated values (a FITS header holds no lists)."""
-    return ",".join("calibrated" if v is None else f"{v:.6g}" for v in value) if isinstance(value, tuple) else value
-
-
 def _card_value(value):
     """A fitted number as it is; a per-SNR-bin tuple as a JSON list."""
     return list(value) if isinstance(value, tuple) else value
@@ -189,7 +185,8 @@ def calibrate_route(bundle, reader, kind: str, predict_config, progress=None, ma
         fit = cal.temperature
     edges = {f"{kind}_snr_edges": list(fit.snr_edges)} if fit.snr_edges else {}
     if field:
-        return cal, {f"{kind}_field_temperature": _card_value(fit.temperature), f"{kind}_field_error_floor": _card_value(fit.error_floor), **edges}, True
+        keys = {f"{kind}_field_temperature": _card_value(fit.temperature), f"{kind}_field_error_floor": _card_value(fit.error_floor), **edges}
+        return cal, keys | ({"hybrid_field_prior_width": cal.prior_width} if kind == "hybrid" else {}), True
     keys = {f"{kind}_temperature": _card_value(fit.temperature), f"{kind}_error_floor": _card_value(fit.error_floor), f"{kind}_offset": fit.offset, **edges}
     if kind == "template":
         keys |= {"template_nz_alpha": fit.nz_prior[0], "template_nz_z0": fit.nz_prior[1]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SNR_EDGES", "bin_index", "group_bins", "bin_groups", "per_source"]
+__all__ = ["SNR_EDGES", "bin_index", "group_bins", "bin_groups", "per_source", "header_text"]
 
 #: Lower edges of the SNR_GI bins (those of the published cuts); the first takes anything fainter.
 SNR_EDGES = (0.0, 3.0, 5.0, 10.0)
@@ -50,3 +50,8 @@ def per_source(values, snr_edges, snr) -> np.ndarray:
     if not snr_edges:
         return np.full(snr.shape, float(np.asarray(values).reshape(-1)[0]))
     return np.asarray(values, np.float64)[bin_index(snr_edges, snr)]
+
+
+def header_text(value):
+    """A number as it is; a per-bin tuple as its comma-separated values, None as "calibrated" (a FITS header holds no lists)."""
+    return ",".join("calibrated" if v is None else f"{v:.6g}" for v in value) if isinstance(value, tuple) else value

@@ -234,6 +234,8 @@ def test_a_temperature_and_floor_per_snr_bin_from_the_card(tmp_path):
     assert Route("hybrid", str(tmp_path / "binned")).meta()["HYBTEMP"] == "16,2,1"
     with pytest.raises(ConfigError, match="one temperature and one error floor per SNR bin"):
         HybridConfig(temperature=(1.0, 2.0), error_floor=(0.0, 0.0), snr_edges=(0.0, 3.0, 10.0))
+    with pytest.raises(ConfigError, match="prior_width >= 1"):
+        HybridConfig(prior_width=0.8)
     scalar = HybridConfig(temperature=3.0, error_floor=0.0003)
     np.testing.assert_array_equal(scalar.likelihood_scales([1.0, 40.0])[0], [3.0, 3.0])
     # Z's temperature per bin: None reads Z from the calibrated posterior (NaN).

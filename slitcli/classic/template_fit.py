@@ -52,6 +52,7 @@ from slitcli.extract import (
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, odds_from_cdf, source_identity
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise
+from slitcli.snr_bins import header_text, per_source
 
 __all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "smooth", "fit_redshift", "shift_fit", "under_prior", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
@@ -81,12 +82,17 @@ class TemplateFitConfig:
         (1 holds the minimum of a basin whose coarse minimum it is).
     min_delta_chi2 : float
         DELTACHI2 below this sets ZWARN bit 4 (as redrock).
-    temperature : float
+    temperature : float or tuple of float
         Multiplies the PDF's scale s (`calibrate --template` fits it so that the intervals
-        cover as claimed; 1: the chi-square as it is).
-    error_floor : float
+        cover as claimed; 1: the chi-square as it is); a tuple: one per SNR_GI bin of
+        `snr_edges`.
+    error_floor : float or tuple of float
         Added in quadrature to the PDF's width [ln(1+z)]: the template mismatch a bright
-        source's narrow chi-square does not see (`calibrate --template` fits it; 0: none).
+        source's narrow chi-square does not see (`calibrate --template` fits it; 0: none);
+        a tuple: one per bin.
+    snr_edges : tuple of float
+        Lower edges of the SNR_GI bins of a temperature and floor fitted per bin
+        (`slitcli.snr_bins`); empty: one of each for all sources.
     sky_offset : bool
         Also fit a constant per band, of either sign: a sky level left in the cutouts
         (imperfect sky subtraction) is then not taken for continuum.
@@ -105,8 +111,9 @@ class TemplateFitConfig:
     n_candidates: int = 4
     fine_window: int = 1
     min_delta_chi2: float = 9.0
-    temperature: float = 1.0
-    error_floor: float = 0.0
+    temperature: float | tuple[float, ...] = 1.0
+    error_floor: float | tuple[float, ...] = 0.0
+    snr_edges: tuple[float, ...] = ()
     sky_offset: bool = False
     offset: float = 0.0
     nz_prior: tuple[float, float] | None = None
@@ -115,9 +122,22 @@ class TemplateFitConfig:
         if not (0.0 <= self.z_min < self.z_max):
             msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
             raise ConfigError(msg)
-        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and self.temperature > 0 and self.error_floor >= 0 and abs(self.offset) < 0.05):
+        temperature, floor = np.atleast_1d(self.temperature), np.atleast_1d(self.error_floor)
+        if len(temperature) != max(len(self.snr_edges), 1) or len(floor) != len(temperature):
+            msg = f"the template fit needs one temperature and one error floor per SNR bin ({len(self.snr_edges)} edges), got {len(temperature)} and {len(floor)}"
+            raise ConfigError(msg)
+        if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and np.all(temperature > 0) and np.all(floor >= 0) and abs(self.offset) < 0.05):
             msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1, fine_window >= 1, temperature > 0, error_floor >= 0 and |offset| < 0.05"
             raise ConfigError(msg)
+
+    @property
+    def per_bin(self) -> bool:
+        """Whether the temperature and floor are one per SNR_GI bin (the PDF is then always `under_prior`'s)."""
+        return bool(self.snr_edges)
+
+    def likelihood_scales(self, snr) -> tuple[np.ndarray, np.ndarray]:
+        """Each source's temperature and error floor [ln(1+z)] for its SNR_GI `snr`."""
+        return per_source(self.temperature, self.snr_edges, snr), per_source(self.error_floor, self.snr_edges, snr)
 
     def grid(self) -> np.ndarray:
         """The fine grid of t = ln(1 + z)."""
@@ -436,15 +456,19 @@ def fit_redshift(
     return shift_fit(fit, config.offset, t_grid) if config.offset else fit
 
 
-def under_prior(fits: list[RedshiftFit], prior_t: np.ndarray, t_grid: np.ndarray, config: TemplateFitConfig) -> list[RedshiftFit]:
-    """The fits' posteriors under the prior density `prior_t` (in t on `t_grid`; `config.nz_prior`), with the temperature, floor and offset of `config`.
+def under_prior(fits: list[RedshiftFit], prior_t: np.ndarray, t_grid: np.ndarray, config: TemplateFitConfig, snr=None) -> list[RedshiftFit]:
+    """The fits' posteriors under the prior density `prior_t` (in t on `t_grid`; `config.nz_prior`), with the temperature, floor and offset of `config` (per source by its SNR_GI `snr` where `config` has them per bin).
 
     Z is the chi-square minimum of the basin holding the posterior's mode, the quantiles
     and ODDS the posterior's (`slitcli.classic.posterior.posterior`, as the hybrid route).
     """
     from slitcli.classic.posterior import posterior  # it builds on this module
 
-    return [posterior(f.search, prior_t, t_grid, config.temperature, 2 * config.coarse_every, config.error_floor, offset=config.offset).fit for f in fits]
+    if snr is None and config.per_bin:
+        msg = "a template fit calibrated per SNR_GI bin needs each source's SNR_GI"
+        raise ValueError(msg)
+    temperatures, floors = config.likelihood_scales(np.zeros(len(fits)) if snr is None else snr)
+    return [posterior(f.search, prior_t, t_grid, float(t), 2 * config.coarse_every, float(floor), offset=config.offset).fit for f, t, floor in zip(fits, temperatures, floors, strict=True)]
 
 
 def shift_fit(fit: RedshiftFit, offset: float, t_grid: np.ndarray) -> RedshiftFit:
@@ -525,7 +549,7 @@ def check_template_inputs(paths, bands: tuple[str, ...] = ("GV", "GI")) -> None:
 
 def catalog_meta(config: TemplateFitConfig) -> dict:
     """Provenance of a template-fit catalogue (keys of at most 8 characters)."""
-    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": config.temperature, "TMPLFLOR": config.error_floor, "TMPLOFFS": config.offset, "SKYOFFS": config.sky_offset, "TMPLNZA": config.nz_prior[0] if config.nz_prior else 0.0, "TMPLNZ0": config.nz_prior[1] if config.nz_prior else 0.0}
+    return {"METHOD": "template", "TEMPLATE": ",".join(load_templates().names), "ZMIN": config.z_min, "ZMAX": config.z_max, "ZSTEP": config.step, "TMPLTEMP": header_text(config.temperature), "TMPLFLOR": header_text(config.error_floor), "TMPLSNRB": header_text(config.snr_edges) if config.per_bin else "none", "TMPLOFFS": config.offset, "SKYOFFS": config.sky_offset, "TMPLNZA": config.nz_prior[0] if config.nz_prior else 0.0, "TMPLNZ0": config.nz_prior[1] if config.nz_prior else 0.0}
 
 
 def fit_file(
@@ -684,15 +708,18 @@ def fit_sample(
     (`slitcli.io.zpdf`: density per unit z, unit integral).
     """
     models = FileModels.from_reader(reader, config, bands)
-    prior_t = None if config.nz_prior is None else nz_prior_t(models.t_grid, *config.nz_prior)
+    # A prior, or a temperature per SNR_GI bin: each fit's PDF is its posterior (flat prior without n(z)).
+    posterior = config.nz_prior is not None or config.per_bin
+    prior_t = None if not posterior else nz_prior_t(models.t_grid, *config.nz_prior) if config.nz_prior else np.ones_like(models.t_grid)
+    search_config = dataclasses.replace(config, temperature=1.0, error_floor=0.0, snr_edges=()) if config.per_bin else config
     sources = reader.sources()
     rows = []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        fits = models.fit_chunk(kernels, data, config, with_pdf=pdf and config.nz_prior is None)
-        if config.nz_prior is not None:
-            fits = under_prior(fits, prior_t, models.t_grid, config)
+        fits = models.fit_chunk(kernels, data, search_config, with_pdf=pdf and not posterior)
+        if posterior:
+            fits = under_prior(fits, prior_t, models.t_grid, config, snr)
         columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
         if progress:

@@ -18,7 +18,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks.", metavar="N"),
     gaussian: bool = typer.Option(False, "--gaussian", help="Fit T only, keeping a Gaussian predictive distribution (the paper's method); for a p(z) head: the temperature only, no PIT map."),
     template: bool = typer.Option(False, "--template", help="Instead, fit the n(z) prior (BPZ's form, to the sample's true redshifts), the offset (the templates' redshift bias, from the sources with SNR_GI >= 5), temperature and error floor of the template route's PDF (predict --method template -m MODEL reads them from the model card), on the sources with SNR_GI >= 1, holding the 68% and 95% coverage at SNR_GI >= 1, 3 and 5. On cutouts with a contamination model (from slitcli cutout --direct), only a second temperature and floor for such field cutouts, keeping the prior and offset."),
-    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the hybrid route's (predict --method hybrid): first the templates' offset and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of the sources with SNR_GI >= 3), then, with the flagged sources widened as predict widens them, the temperature and error floor of its template likelihood, on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed (two passes over the sample); calibrate the CNN first. On cutouts with a contamination model, only a second temperature and floor for such field cutouts (one pass)."),
+    hybrid: bool = typer.Option(False, "--hybrid", help="Instead, fit the hybrid route's (predict --method hybrid): first the templates' offset and the thresholds of its out-of-distribution flag (ZWARN UNLIKE_TRAINING: about 8% of the sources with SNR_GI >= 3), then, with the flagged sources widened as predict widens them, the temperature and error floor of its template likelihood, on the sources with SNR_GI >= 1, so that its 68% and 95% intervals cover as claimed (two passes over the sample); calibrate the CNN first. On cutouts with a contamination model, only a second temperature and floor for such field cutouts, with a factor on the CNN prior's width (one pass per width tried)."),
     max_widen_ood: float = typer.Option(None, "--max-widen-ood", help="With --hybrid: the cap of the widening of sources flagged unlike the training data (1: none), fitted with and kept in the card. [default: the card's, else 10]", metavar="K", min=1.0, show_default=False),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda.", metavar="DEVICE"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model in OUTPUT."),
@@ -91,7 +91,7 @@ def calibrate(
             save_model(bundle, target, overwrite=overwrite or in_place)
             what = ("template route" if template else "hybrid likelihood") + (" for field cutouts" if field else "")
             if field:
-                more = "; the card's n(z) prior, offset and thresholds kept"
+                more = ("" if template else f"; CNN prior width x{cal.prior_width:g}") + "; the card's n(z) prior, offset and thresholds kept"
             elif template:
                 more = f"; n(z) prior alpha {fit.nz_prior[0]:.3g}, z0 {fit.nz_prior[1]:.3g}"
             else:

@@ -84,6 +84,10 @@ class ModelBundle:
             return tuple(None if v is None else float(v) for v in value)
         return None if value is None else float(value)
 
+    def hybrid_prior_width(self, field: bool = False) -> float:
+        """Factor on the width of the hybrid's CNN prior (`slitcli.hybrid.HybridConfig.prior_width`): with `field`, card ``hybrid_field_prior_width`` (`calibrate --hybrid` on field cutouts), else 1."""
+        return float(self.card.get("calibration", {}).get("hybrid_field_prior_width", 1.0)) if field else 1.0
+
     def snr_edges(self, route: str) -> tuple[float, ...]:
         """Lower edges of the SNR_GI bins of the route's per-bin temperature and floor (card ``<route>_snr_edges``); empty: one for all."""
         return tuple(float(e) for e in self.card.get("calibration", {}).get(f"{route}_snr_edges", ()))
@@ -121,9 +125,9 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("hybrid_max_widen_ood", 10.0))
 
     @property
-    def template_temperature(self) -> float:
-        """Scale of the template route's PDF (`slitcli.classic.posterior`); 1 before `calibrate --template`."""
-        return float(self.card.get("calibration", {}).get("template_temperature", 1.0))
+    def template_temperature(self) -> float | tuple[float, ...]:
+        """Scale of the template route's PDF (`slitcli.classic.posterior`), one per SNR_GI bin of `snr_edges("template")` where the card has bins; 1 before `calibrate --template`."""
+        return _one_or_per_bin(self.card.get("calibration", {}).get("template_temperature", 1.0))
 
     @property
     def snr_power(self) -> float:
@@ -220,6 +224,10 @@ def _per_bin(v, check) -> bool:
     return check(v) or (isinstance(v, list) and len(v) > 0 and all(check(x) for x in v))
 
 
+def _snr_edges(v) -> bool:
+    return isinstance(v, list) and all(_number(e) for e in v) and all(a < b for a, b in zip(v, v[1:]))
+
+
 def _one_or_per_bin(v) -> float | tuple[float, ...]:
     return tuple(float(x) for x in v) if isinstance(v, list) else float(v)
 
@@ -254,14 +262,16 @@ CARD_SCHEMA = {
         "snr_power": (False, lambda v: v is None or _number(v), "a number or null"),
         "hybrid_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
         "hybrid_point_temperature": (False, lambda v: _per_bin(v, lambda x: x is None or _positive(x)), "a positive number or null (Z from the calibrated posterior), or a list of them (one per SNR bin)"),
-        "hybrid_snr_edges": (False, lambda v: isinstance(v, list) and all(_number(e) for e in v) and all(a < b for a, b in zip(v, v[1:])), "a list of increasing SNR_GI edges"),
-        "template_temperature": (False, _positive, "a positive number"),
-        "template_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "hybrid_snr_edges": (False, _snr_edges, "a list of increasing SNR_GI edges"),
+        "template_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
+        "template_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
+        "template_snr_edges": (False, _snr_edges, "a list of increasing SNR_GI edges"),
         "hybrid_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
         "hybrid_field_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
-        "template_field_temperature": (False, _positive, "a positive number"),
+        "template_field_temperature": (False, lambda v: _per_bin(v, _positive), "a positive number, or a list of them (one per SNR bin)"),
+        "hybrid_field_prior_width": (False, lambda v: _number(v) and v >= 1, "a number >= 1"),
         "hybrid_field_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
-        "template_field_error_floor": (False, lambda v: _number(v) and v >= 0, "a number >= 0"),
+        "template_field_error_floor": (False, lambda v: _per_bin(v, lambda x: _number(x) and x >= 0), "a number >= 0, or a list of them (one per SNR bin)"),
         "template_nz_alpha": (False, _positive, "a positive number"),
         "template_nz_z0": (False, _positive, "a positive number"),
         "template_offset": (False, lambda v: _number(v) and abs(v) < 0.05, "a number between -0.05 and 0.05"),

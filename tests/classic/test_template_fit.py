@@ -121,3 +121,30 @@ def test_noiseless_basis_spectrum_is_recovered(csst, z_true):
     assert fit.chi2 < 0.01 * fit.delta_chi2  # the grid misses the exact z by a fraction of a step only
     assert fit.quantiles[0.16] <= fit.z <= fit.quantiles[0.84]
     assert fit.delta_chi2 > 9 and not fit.at_limit
+
+
+def test_a_per_bin_temperature_applies_each_source_its_own_bins(tmp_path):
+    """A fit calibrated per SNR_GI bin gives each source the PDF of its own bin's temperature
+    and floor: with T = 1 below SNR_GI 5 and T = 16 (floor 0.001) above, every row equals
+    the row of a one-temperature fit at its bin's values, and the bright rows are wider."""
+    from conftest import invoke
+
+    from slitcli.classic.template_fit import fit_sample
+    from slitcli.errors import ConfigError
+    from slitcli.io.samplefile import SampleReader
+
+    sample = tmp_path / "s.fits"
+    assert invoke("simulate", "-n", 12, "--seed", 7, "--mag-max", 22.0, "-q", "-o", sample).exit_code == 0
+    prior = (1.7, 0.36)
+    binned = TemplateFitConfig(temperature=(1.0, 1.0, 16.0, 16.0), error_floor=(0.0, 0.0, 0.001, 0.001), snr_edges=(0.0, 3.0, 5.0, 10.0), nz_prior=prior)
+    faint, bright = TemplateFitConfig(nz_prior=prior), TemplateFitConfig(temperature=16.0, error_floor=0.001, nz_prior=prior)
+    with SampleReader(sample, ("GV", "GI")) as reader:
+        rows = {name: fit_sample(reader, config, pdf=True) for name, config in (("binned", binned), ("faint", faint), ("bright", bright))}
+    is_bright = rows["binned"]["SNR_GI"] >= 5.0
+    assert 0 < is_bright.sum() < len(is_bright)  # both bins in the sample
+    for column in ("Z", "Z160", "Z840", "ZERR", "ZPDF"):
+        expected = np.where(is_bright[:, None] if column == "ZPDF" else is_bright, rows["bright"][column], rows["faint"][column])
+        np.testing.assert_array_equal(rows["binned"][column], expected)
+    assert np.all(rows["bright"]["ZERR"][is_bright] > rows["faint"]["ZERR"][is_bright])
+    with pytest.raises(ConfigError, match="one temperature and one error floor per SNR bin"):
+        TemplateFitConfig(temperature=(1.0, 2.0), snr_edges=(0.0, 3.0, 5.0))

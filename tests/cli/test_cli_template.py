@@ -57,7 +57,8 @@ def test_calibrate_template_writes_its_prior_offset_temperature_and_floor(tmp_pa
 
     cal = load_model(model).card["calibration"]
     assert cal["template_nz_alpha"] > 0 and 0.1 < cal["template_nz_z0"] < 2.0
-    assert abs(cal["template_offset"]) < 0.005 and cal["template_temperature"] > 0 and cal["template_error_floor"] >= 0
+    assert abs(cal["template_offset"]) < 0.005 and cal["template_snr_edges"] == [0.0, 3.0, 5.0, 10.0]
+    assert all(t > 0 for t in cal["template_temperature"]) and all(f >= 0 for f in cal["template_error_floor"]) and len(cal["template_temperature"]) == 4
     assert invoke("predict", sample, "-m", model, "--method", "template", "-o", tmp_path / "z.fits", "-q").exit_code == 0
     z = Table.read(tmp_path / "z.fits", hdu="REDSHIFTS")
     assert [z.meta[k] for k in ("TMPLNZA", "TMPLNZ0", "TMPLOFFS")] == pytest.approx([cal["template_nz_alpha"], cal["template_nz_z0"], cal["template_offset"]], rel=1e-12)
