@@ -10,7 +10,7 @@ from slitcli.cli._common import QUIET, VERBOSE, command, log, progress_bar
 
 
 def calibrate(
-    sample: Path = typer.Argument(..., help="Held-out sample file with true redshifts (the validation sample; never the test sample).", metavar="SAMPLE", show_default=False),
+    samples: list[Path] = typer.Argument(..., help="Held-out sample file with true redshifts (the validation sample; never the test sample); with --template or --hybrid, several files of one kind are calibrated on together (for example the cutouts of several fields).", metavar="SAMPLE...", show_default=False),
     model: list[Path] = typer.Option(None, "--model", "-m", help="Model directory to calibrate; repeat for a deep ensemble, calibrated as one model and written to -o as an ensemble model directory. [default: the shipped model]", metavar="DIR", show_default=False),
     output: Path = typer.Option(None, "-o", "--output", help="New model directory for the calibrated model.", metavar="DIR", show_default=False),
     in_place: bool = typer.Option(False, "--in-place", help="Write the temperature into the model directory itself."),
@@ -48,6 +48,8 @@ def calibrate(
 
       slitcli calibrate val.fits -m models/my-model-cal --template --in-place
 
+      slitcli calibrate fieldA.fits fieldB.fits -m models/my-model-cal --hybrid --in-place
+
       slitcli calibrate val.fits -m models/a -m models/b -m models/c -o models/abc-ensemble
     """
     with command(quiet, verbose):
@@ -69,22 +71,26 @@ def calibrate(
             bundle = make_ensemble([load_model(m) for m in models])
         else:
             bundle = load_model(models[0])
-        check_inputs(bundle, [sample])
+        if len(samples) > 1 and not (template or hybrid):
+            raise ConfigError(f"the CNN's calibration reads one sample file, got {len(samples)}; several are for --template and --hybrid")
+        sample = samples[0]
+        names = ", ".join(s.name for s in samples)
+        check_inputs(bundle, samples)
         target = bundle.path if in_place else output
         if not in_place:
-            check_output_path(target, overwrite, inputs=(sample, *(m for m in models if m is not None)), directory=True, files=("model.safetensors", "model.json"))
+            check_output_path(target, overwrite, inputs=(*samples, *(m for m in models if m is not None)), directory=True, files=("model.safetensors", "model.json"))
         if template and hybrid:
             raise ConfigError("give --template or --hybrid, not both")
         if template or hybrid:
             from slitcli.classic.template_fit import check_template_inputs
-            from slitcli.io.samplefile import SampleReader
+            from slitcli.io.samplefile import SampleChain
             from slitcli.routes import calibrate_route
 
             kind = "template" if template else "hybrid"
-            check_template_inputs([sample])
+            check_template_inputs(samples)
             bands, shape = (("GV", "GI"), None) if template else (bundle.bands, bundle.shape)
-            with progress_bar(quiet) as bar, SampleReader(sample, bands, shape, contamination="subtract") as reader:
-                task = bar.add_task(f"{kind}{' (field cutouts)' if reader.contamination_model != 'NONE' else ''}: {sample.name}", total=None)
+            with progress_bar(quiet) as bar, SampleChain(samples, bands, shape, contamination="subtract") as reader:
+                task = bar.add_task(f"{kind}{' (field cutouts)' if reader.contamination_model != 'NONE' else ''}: {names}", total=None)
                 cal, keys, field = calibrate_route(bundle, reader, kind, cfg, progress=lambda d, n: bar.update(task, completed=d, total=n), max_widen_ood=max_widen_ood)
             fit = cal if template else cal.temperature
             bundle.card.setdefault("calibration", {}).update(keys)
@@ -97,7 +103,7 @@ def calibrate(
             else:
                 more = f"; out-of-distribution thresholds {cal.ood_disagreement:.3g} (disagreement) and {cal.ood_epistemic:.3g} (epistemic) on {cal.n_ood} sources with SNR_GI >= 3; Z read from the posterior at temperature " + ", ".join("calibrated" if t is None else f"{t:g}" for t in cal.point_temperature) + " by SNR_GI bin"
             log.info(
-                f"{what}: {fit.describe()}; template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {sample.name} (SNR_GI >= 1): "
+                f"{what}: {fit.describe()}; template offset {fit.offset:+.5f} in ln(1+z), on {fit.n} sources of {names} (SNR_GI >= 1): "
                 f"68%/95% coverage {fit.coverage_before[0]:.3f}/{fit.coverage_before[1]:.3f} -> {fit.coverage_after[0]:.3f}/{fit.coverage_after[1]:.3f}{more}; wrote {target}"
             )
             return

@@ -34,7 +34,7 @@ from slitcli.io.files import check_output_path, output_error, publish, temporary
 from slitcli.io.fitsmeta import add_checksum_cards, add_longstrn_card, data_unit_bytes, short_description, software_cards, write_checksums
 from slitcli.io.layout import DQ_DO_NOT_USE, BandLayout
 
-__all__ = ["SampleWriter", "SampleReader", "write_table", "band_cards", "mask_bad_pixels", "subtract_contamination", "check_contamination", "FCONTAM", "CONTAMINATION"]
+__all__ = ["SampleWriter", "SampleReader", "SampleChain", "write_table", "band_cards", "mask_bad_pixels", "subtract_contamination", "check_contamination", "FCONTAM", "CONTAMINATION"]
 
 
 def _card(name, value, comment):
@@ -447,6 +447,101 @@ class SampleReader:
 
     def close(self) -> None:
         self.fits.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class SampleChain:
+    """Several sample files read as one: `SampleReader`'s interface over their sources in file order.
+
+    `calibrate --template` and `--hybrid` on the cutouts of several fields: one field's few
+    hundred sources per SNR_GI bin fit noise (docs/template.md, "Field cutouts"). Every file
+    must have the same bands, cutout shape, contamination model, wavelength solution and
+    sensitivities (cutouts of one instrument); a file that differs is an `InputError` naming it.
+    ``path`` is the first file's; chunks never straddle two files.
+    """
+
+    def __init__(self, paths, bands: tuple[str, ...] | None = None, shape: tuple[int, int] | None = None, contamination: str = "ignore"):
+        self.readers: list[SampleReader] = []
+        try:
+            for path in paths:
+                self.readers.append(SampleReader(path, bands, shape, contamination))
+        except SlitcliError:
+            self.close()
+            raise
+        first = self.readers[0]
+        for reader in self.readers[1:]:
+            for what, mine, theirs in (("bands", reader.bands, first.bands), ("cutout shape", reader.shape, first.shape), ("contamination model (CONTMODL)", reader.contamination_model, first.contamination_model)):
+                if mine != theirs:
+                    self.close()
+                    msg = f"{reader.path}: its {what} {mine} differs from {first.path.name}'s {theirs}; give sample files of one kind"
+                    raise InputError(msg)
+        self.path, self.bands, self.shape, self.contamination = first.path, first.bands, first.shape, first.contamination
+        self.contamination_model = first.contamination_model
+        self.offsets = np.concatenate([[0], np.cumsum([r.n for r in self.readers])])
+        self.n = int(self.offsets[-1])
+
+    @property
+    def bad_pixels(self) -> int:
+        return sum(r.bad_pixels for r in self.readers)
+
+    def sources(self):
+        """The files' SOURCES tables stacked (None if any file has none)."""
+        from astropy.table import vstack
+
+        tables = [r.sources() for r in self.readers]
+        return None if any(t is None for t in tables) else vstack(tables, metadata_conflicts="silent")
+
+    def _pieces(self, start: int, stop: int):
+        """(reader, local start, local stop) of the sources `start:stop`."""
+        for k, reader in enumerate(self.readers):
+            lo, hi = max(start, self.offsets[k]), min(stop, self.offsets[k + 1])
+            if lo < hi:
+                yield reader, int(lo - self.offsets[k]), int(hi - self.offsets[k])
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cutouts `start:stop` over the files (`SampleReader.read`)."""
+        parts = [r.read(lo, hi) for r, lo, hi in self._pieces(start, stop)]
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def direct(self, start: int, stop: int) -> np.ndarray:
+        """Direct stamps `start:stop` over the files (`SampleReader.direct`)."""
+        return np.concatenate([r.direct(lo, hi) for r, lo, hi in self._pieces(start, stop)])
+
+    def _same(self, band: str, what: str, values):
+        first = values[0]
+        for reader, value in zip(self.readers[1:], values[1:], strict=True):
+            same = value == first if isinstance(value, dict) else all(np.array_equal(a, b) for a, b in zip(value, first, strict=True))
+            if not same:
+                msg = f"{reader.path}: band {band}'s {what} differs from {self.path.name}'s; give sample files of one instrument"
+                raise InputError(msg)
+        return first
+
+    def band_header(self, band: str):
+        return self.readers[0].band_header(band)
+
+    def header(self, band: str) -> dict:
+        """The files' common WCS keywords of `band` (`SampleReader.header`)."""
+        return self._same(band, "wavelength solution", [r.header(band) for r in self.readers])
+
+    def sensitivity(self, band: str) -> tuple[np.ndarray, np.ndarray]:
+        """The files' common `band`_SENS table (`SampleReader.sensitivity`)."""
+        return self._same(band, "sensitivity", [r.sensitivity(band) for r in self.readers])
+
+    def iter_chunks(self, chunk: int = 256):
+        """Yield (start, sci, err, dq) over every file, `start` counted over all of them."""
+        for k, reader in enumerate(self.readers):
+            for start, sci, err, dq in reader.iter_chunks(chunk):
+                yield int(self.offsets[k]) + start, sci, err, dq
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
 
     def __enter__(self):
         return self
