@@ -13,7 +13,6 @@ mkdir -p "$out" && cd "$out"
 # temperature and PIT map; the hybrid's scales), tests (only for evaluate).
 slitcli simulate -n 1000 --seed 200 -j 2 -q -o val.fits
 slitcli simulate -n 12000 --seed 2204 -j 2 -q -o cal12k.fits
-slitcli simulate -n 3000 --seed 2202 -j 2 -q -o cal.fits
 slitcli simulate -n 3000 --seed 300 -j 2 -q -o test.fits
 slitcli simulate -n 12000 --seed 301 -j 2 -q -o test12k.fits
 
@@ -69,16 +68,20 @@ EOF
 slitcli train --stream --config stage2.yaml --workers 1 --init-from stage1 --val val.fits -o stage2
 
 # Calibration: logit temperature x SNR power, then the PIT map by SNR_GI bin (12k sources);
-# then the template route's keys (docs/template.md; they do not depend on the network; the
-# shipped card's template field pair was fitted on a separate field) and the hybrid
-# route's scales per SNR_GI bin, Z's temperatures and out-of-distribution thresholds (12k
-# sources, about 15 min), and its field pair on cutouts of a separate field.
+# then the template route's keys per SNR_GI bin (docs/template.md; they do not depend on
+# the network; about 7 min) and the hybrid route's scales per SNR_GI bin, Z's temperatures
+# and out-of-distribution thresholds (12k sources, about 15 min); then both routes' field
+# pairs (and the hybrid's CNN prior width) on the cutouts of two separate fields together.
 slitcli calibrate cal12k.fits -m stage2 -o slitnet-csst-default
-slitcli calibrate cal.fits -m slitnet-csst-default --template --in-place
+slitcli calibrate cal12k.fits -m slitnet-csst-default --template --in-place
 slitcli calibrate cal12k.fits -m slitnet-csst-default --hybrid --max-widen-ood 1 --in-place
-slitcli simulate --field --size 8192 --seed 2210 -q -o field2210
-slitcli cutout field2210/exposure_*.fits --catalog field2210/catalog.fits --direct field2210/direct.fits -q -o field2210.fits
-slitcli calibrate field2210.fits -m slitnet-csst-default --hybrid --in-place
+for f in "8192 2210" "9216x9232 2212"; do
+  set -- $f
+  slitcli simulate --field --size $1 --seed $2 -q -o field$2
+  slitcli cutout field$2/exposure_*.fits --catalog field$2/catalog.fits --direct field$2/direct.fits -q -o field$2.fits
+done
+slitcli calibrate field2210.fits field2212.fits -m slitnet-csst-default --template --in-place
+slitcli calibrate field2210.fits field2212.fits -m slitnet-csst-default --hybrid --in-place
 
 for t in test test12k; do
   slitcli predict $t.fits -m slitnet-csst-default -o z_$t.fits --pdf

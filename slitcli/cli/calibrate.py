@@ -74,7 +74,8 @@ def calibrate(
         if len(samples) > 1 and not (template or hybrid):
             raise ConfigError(f"the CNN's calibration reads one sample file, got {len(samples)}; several are for --template and --hybrid")
         sample = samples[0]
-        names = ", ".join(s.name for s in samples)
+        # Files of several fields often share a name (field1/cut.fits, field2/cut.fits): then the paths as given.
+        names = ", ".join(s.name if len({p.name for p in samples}) == len(samples) else str(s) for s in samples)
         check_inputs(bundle, samples)
         target = bundle.path if in_place else output
         if not in_place:
