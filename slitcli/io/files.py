@@ -222,7 +222,8 @@ def atomic_output(path: str | Path, overwrite: bool = False):
 def output_directory(path: str | Path):
     """Make directory `path` (and missing parents) for the block; remove what this call made if the block fails.
 
-    A directory that existed before is never removed. Failing to create it raises
+    A directory that existed before is never removed, nor one made here when the block
+    fails because another process published its output there first (`OutputExistsError`). Failing to create it raises
     `OutputError` naming `path`.
     """
     path = Path(path)
@@ -251,8 +252,10 @@ def output_directory(path: str | Path):
         raise
     try:
         yield path
-    except BaseException:
-        if created is not None:
+    except BaseException as err:
+        # Not when another process published the output first: the directory this call
+        # made now holds that process's files (two runs racing for one output).
+        if created is not None and not isinstance(err, OutputExistsError):
             shutil.rmtree(created, ignore_errors=True)
         raise
 

@@ -229,6 +229,18 @@ def test_output_directory_removes_only_what_it_made(tmp_path):
     assert (target / "model.json").exists()  # it was there before: kept
 
 
+def test_output_directory_keeps_what_another_process_published_first(tmp_path):
+    """Two runs race for one output directory: the one that made it loses the race to
+    publish (OutputExistsError); the winner's files, written into that directory, stay."""
+    target = tmp_path / "model"
+    with pytest.raises(OutputExistsError):
+        with output_directory(target) as d:
+            (d / "model.json").write_text("{}")  # the other process publishes first
+            with atomic_output(d / "model.json") as tmp:
+                tmp.write_text("{}")
+    assert listing(tmp_path) == ["model", "model/model.json"]
+
+
 def test_output_directory_that_cannot_be_made(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match=r"f/model: Not a directory"):
