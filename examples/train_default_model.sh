@@ -69,7 +69,7 @@ slitcli train --stream --config stage2.yaml --workers 1 --init-from stage1 --val
 
 # Calibration: logit temperature x SNR power, then the PIT map by SNR_GI bin (12k sources);
 # then the template route's keys per SNR_GI bin (docs/template.md; they do not depend on
-# the network; about 7 min) and the hybrid route's scales per SNR_GI bin, Z's temperatures
+# the network; about 10 min) and the hybrid route's scales per SNR_GI bin, Z's temperatures
 # and out-of-distribution thresholds (12k sources, about 15 min); then both routes' field
 # pairs (and the hybrid's CNN prior width) on the cutouts of two separate fields together.
 slitcli calibrate cal12k.fits -m stage2 -o slitnet-csst-default

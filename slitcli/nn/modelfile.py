@@ -370,6 +370,19 @@ def check_card(card, where) -> None:
             if have != want:
                 msg = f"{where}: {prefix}{key} is {have} but the input has {want} ({'len(input.bands)' if key == 'in_channels' else 'input.' + key})"
                 raise InputError(msg)
+    _check_per_bin_lengths(card.get("calibration", {}), where)
+
+
+def _check_per_bin_lengths(cal: dict, where) -> None:
+    """A route's per-SNR-bin lists (temperatures, floors, Z's temperatures) hold one value per edge of ``<route>_snr_edges``."""
+    for route in ("template", "hybrid"):
+        edges = cal.get(f"{route}_snr_edges")
+        for key in (f"{route}_temperature", f"{route}_error_floor", f"{route}_field_temperature", f"{route}_field_error_floor", f"{route}_point_temperature"):
+            value = cal.get(key)
+            if isinstance(value, list) and (edges is None or len(value) != len(edges)):
+                want = f"{len(edges)} values, one per edge of calibration.{route}_snr_edges" if edges is not None else f"a calibration.{route}_snr_edges list of as many SNR_GI edges"
+                msg = f"{where}: calibration.{key}: {len(value)} per-bin values need {want}"
+                raise InputError(msg)
 
 
 def load_model(directory: str | Path | None = None) -> ModelBundle:

@@ -119,6 +119,8 @@ BROKEN_CARDS = {
     "size disagrees": (_set(20, "input", "height"), "config.height is 16 but the input has 20 (input.height)"),
     "builder refuses": (_set(99, "config", "rows"), "config: need 1 <= rows <= height"),
     "old format": (_set("slitcli-model/0", "format"), "format: 'slitcli-model/0' is not 'slitcli-model/1'"),
+    "per-bin list without edges": (_set({"template_temperature": [1.0, 2.0]}, "calibration"), "calibration.template_temperature: 2 per-bin values need a calibration.template_snr_edges list"),
+    "per-bin list of another length": (_set({"hybrid_snr_edges": [0.0, 3.0, 10.0], "hybrid_temperature": [64.0, 2.0, 1.0], "hybrid_field_error_floor": [0.0, 0.0004]}, "calibration"), "calibration.hybrid_field_error_floor: 2 per-bin values need 3 values, one per edge of calibration.hybrid_snr_edges"),
 }
 
 
