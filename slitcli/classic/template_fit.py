@@ -709,16 +709,16 @@ def fit_sample(
     """
     models = FileModels.from_reader(reader, config, bands)
     # A prior, or a temperature per SNR_GI bin: each fit's PDF is its posterior (flat prior without n(z)).
-    posterior = config.nz_prior is not None or config.per_bin
-    prior_t = None if not posterior else nz_prior_t(models.t_grid, *config.nz_prior) if config.nz_prior else np.ones_like(models.t_grid)
+    as_posterior = config.nz_prior is not None or config.per_bin
+    prior_t = None if not as_posterior else nz_prior_t(models.t_grid, *config.nz_prior) if config.nz_prior else np.ones_like(models.t_grid)
     search_config = dataclasses.replace(config, temperature=1.0, error_floor=0.0, snr_edges=()) if config.per_bin else config
     sources = reader.sources()
     rows = []
     for start, sci, err, dq in reader.iter_chunks(batch_size):
         snr = data_snr(sci, err, dq, models.gi, models.geoms[models.gi].columns)
         kernels, data = models.spectra_of(sci, err, dq, reader.direct(start, start + len(sci)))
-        fits = models.fit_chunk(kernels, data, search_config, with_pdf=pdf and not posterior)
-        if posterior:
+        fits = models.fit_chunk(kernels, data, search_config, with_pdf=pdf and not as_posterior)
+        if as_posterior:
             fits = under_prior(fits, prior_t, models.t_grid, config, snr)
         columns = fit_columns(fits, sci, dq, snr, config, models.t_grid if pdf else None)
         rows.append(Table({**source_identity(sources, start, len(sci)), **columns}))
