@@ -51,7 +51,7 @@ from slitcli.errors import ConfigError, InputError
 from slitcli.extract import data_snr
 from slitcli.io.redshift import MAX_LOST_COLUMNS, ZWARN_BITS, lost_columns, odds_from_cdf, source_identity
 from slitcli.io.zpdf import predictive_pdf
-from slitcli.snr_bins import bin_groups, per_source
+from slitcli.snr_bins import bin_groups, check_per_bin, per_source
 
 __all__ = ["HybridConfig", "widening", "population_prior", "search_range", "search_chi2", "iter_searches", "hybrid_sample", "ood_parts", "ood_score", "HybridCalibration", "calibrate_hybrid", "point_fit", "POINT_TEMPERATURES", "PRIOR_WIDTHS"]
 
@@ -132,10 +132,7 @@ class HybridConfig:
     prior_width: float = 1.0
 
     def __post_init__(self):
-        temperature, floor = np.atleast_1d(self.temperature), np.atleast_1d(self.error_floor)
-        if len(temperature) != max(len(self.snr_edges), 1) or len(floor) != len(temperature):
-            msg = f"the hybrid route needs one temperature and one error floor per SNR bin ({len(self.snr_edges)} edges), got {len(temperature)} and {len(floor)}"
-            raise ConfigError(msg)
+        temperature, floor = check_per_bin("the hybrid route", self.snr_edges, self.temperature, self.error_floor)
         if not (0.0 < self.prior_floor < 1.0 and self.margin_t >= 0.0 and self.max_widen >= 0 and np.all(temperature > 0)):
             msg = "the hybrid route needs 0 < prior_floor < 1, margin_t >= 0, max_widen >= 0 and temperature > 0"
             raise ConfigError(msg)

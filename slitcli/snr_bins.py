@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SNR_EDGES", "bin_index", "group_bins", "bin_groups", "per_source", "header_text"]
+from slitcli.errors import ConfigError
+
+__all__ = ["SNR_EDGES", "bin_index", "group_bins", "bin_groups", "per_source", "check_per_bin", "header_text"]
 
 #: Lower edges of the SNR_GI bins (those of the published cuts); the first takes anything fainter.
 SNR_EDGES = (0.0, 3.0, 5.0, 10.0)
@@ -50,6 +52,15 @@ def per_source(values, snr_edges, snr) -> np.ndarray:
     if not snr_edges:
         return np.full(snr.shape, float(np.asarray(values).reshape(-1)[0]))
     return np.asarray(values, np.float64)[bin_index(snr_edges, snr)]
+
+
+def check_per_bin(what: str, snr_edges, temperature, error_floor) -> tuple[np.ndarray, np.ndarray]:
+    """`temperature` and `error_floor` as arrays, one value each per bin of `snr_edges` (one without edges); else `ConfigError` naming `what`."""
+    temperature, error_floor = np.atleast_1d(temperature), np.atleast_1d(error_floor)
+    if len(temperature) != max(len(snr_edges), 1) or len(error_floor) != len(temperature):
+        msg = f"{what} needs one temperature and one error floor per SNR bin ({len(snr_edges)} edges), got {len(temperature)} and {len(error_floor)}"
+        raise ConfigError(msg)
+    return temperature, error_floor
 
 
 def header_text(value):

@@ -52,7 +52,7 @@ from slitcli.extract import (
 from slitcli.io.redshift import ODDS_WIDTH, QUANTILES, SIGMA_LEVELS, ZWARN_BITS, data_zwarn, odds_from_cdf, source_identity
 from slitcli.io.samplefile import SampleReader
 from slitcli.io.zpdf import normalise
-from slitcli.snr_bins import header_text, per_source
+from slitcli.snr_bins import check_per_bin, header_text, per_source
 
 __all__ = ["TemplateFitConfig", "BandGeometry", "point_spectra", "smear", "chi2_grid", "smooth", "fit_redshift", "shift_fit", "under_prior", "fit_file", "fit_sample", "check_template_inputs", "catalog_meta", "ZWARN_SMALL_DELTA_CHI2"]
 
@@ -122,10 +122,7 @@ class TemplateFitConfig:
         if not (0.0 <= self.z_min < self.z_max):
             msg = f"the template fit needs 0 <= z_min < z_max, got {self.z_min} and {self.z_max}"
             raise ConfigError(msg)
-        temperature, floor = np.atleast_1d(self.temperature), np.atleast_1d(self.error_floor)
-        if len(temperature) != max(len(self.snr_edges), 1) or len(floor) != len(temperature):
-            msg = f"the template fit needs one temperature and one error floor per SNR bin ({len(self.snr_edges)} edges), got {len(temperature)} and {len(floor)}"
-            raise ConfigError(msg)
+        temperature, floor = check_per_bin("the template fit", self.snr_edges, self.temperature, self.error_floor)
         if not (self.step > 0 and self.coarse_every >= 1 and self.n_candidates >= 1 and self.fine_window >= 1 and np.all(temperature > 0) and np.all(floor >= 0) and abs(self.offset) < 0.05):
             msg = "the template fit needs step > 0, coarse_every >= 1, n_candidates >= 1, fine_window >= 1, temperature > 0, error_floor >= 0 and |offset| < 0.05"
             raise ConfigError(msg)
